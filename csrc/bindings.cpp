@@ -1,0 +1,16 @@
+// The one pybind11 module gancore._C: each op family registers its functions here.
+#include <torch/extension.h>
+
+namespace gancore {
+void register_instance_norm(pybind11::module_& m);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "gancore fused kernels (C++ CPU; CUDA when built with it)";
+#ifdef GANCORE_WITH_CUDA
+  m.attr("WITH_CUDA") = true;
+#else
+  m.attr("WITH_CUDA") = false;
+#endif
+  gancore::register_instance_norm(m);
+}

@@ -1,0 +1,7 @@
+"""gancore: fused kernels, GAN families, metrics and a thin trainer."""
+
+from gancore import nn, ops
+from gancore.utils.allocator import tune_cpu_allocator
+
+__version__ = "0.1.0"
+__all__ = ["nn", "ops", "tune_cpu_allocator", "__version__"]

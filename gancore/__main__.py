@@ -1,0 +1,3 @@
+from gancore.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,12 @@
+"""Registered benchmark suites: name -> module.
+
+A suite module defines:
+  BASELINE: str          the contender every speed-up is measured against (e.g. "eager")
+  ALLOC_SENSITIVE: bool  True when results depend on the CPU allocator setting (run under both)
+  run(ctx: BenchContext) -> Iterable[dict]
+      rows with keys suite, case, contender, ms (plus optional ms_p10/ms_p90, bytes, peak_mb, note).
+"""
+
+SUITES = {
+    "instance_norm": "gancore.bench.suites.instance_norm",
+}

@@ -1,0 +1,3 @@
+"""Drop-in modules built on gancore.ops."""
+
+__all__: list[str] = []

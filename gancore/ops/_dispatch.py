@@ -1,0 +1,152 @@
+"""Backend selection for every fused op: the one place that knows about backends.
+
+impl="auto" picks by device and by what loaded: CPU tensors -> "cpu" (gancore._C), CUDA tensors ->
+"triton", then "cuda"; anything missing falls back to "ref" with one warning naming the reason.
+GANCORE_IMPL=<impl> forces a backend for every auto call; GANCORE_STRICT=1 turns a fallback into
+an error. An explicitly requested backend that cannot run is always an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from gancore import _ext
+
+IMPLS = ("ref", "cpu", "triton", "cuda")
+_AUTO_ORDER = {"cpu": ("cpu", "ref"), "cuda": ("triton", "cuda", "ref")}
+
+
+class BackendUnavailable(RuntimeError):
+    """A requested backend cannot run (GANCORE_STRICT=1 raises this instead of falling back)."""
+
+
+@dataclass
+class OpSpec:
+    name: str
+    cpu_symbol: str | None = None  # attribute of gancore._C for the CPU kernels
+    cuda_symbol: str | None = None  # attribute of gancore._C for the CUDA kernels
+    triton_module: str | None = None  # module under gancore.kernels holding the Triton kernels
+    warned: set = field(default_factory=set)
+
+
+_OPS: dict[str, OpSpec] = {}
+_recorders: list[list[tuple[str, str]]] = []
+
+
+def register_op(name: str, *, cpu: str | None = None, cuda: str | None = None, triton: str | None = None):
+    _OPS[name] = OpSpec(name, cpu, cuda, triton)
+
+
+def _triton_reason(spec: OpSpec) -> str | None:
+    if spec.triton_module is None:
+        return "no Triton kernel for this op"
+    try:
+        importlib.import_module(f"gancore.kernels.{spec.triton_module}")
+    except ImportError as exc:
+        return f"Triton kernels did not import ({exc})"
+    return None
+
+
+def unavailable_reason(op: str, impl: str, device_type: str) -> str | None:
+    """None when `impl` can run `op` on tensors of `device_type`, else why not."""
+    spec = _OPS[op]
+    if impl == "ref":
+        return None
+    if impl == "cpu":
+        if device_type != "cpu":
+            return f"the cpu backend takes CPU tensors, got {device_type}"
+        if spec.cpu_symbol is None:
+            return "no C++ CPU kernel for this op"
+        return None if _ext.has(spec.cpu_symbol) else (_ext.LOAD_ERROR or f"gancore._C lacks {spec.cpu_symbol}")
+    if impl == "cuda":
+        if device_type != "cuda":
+            return f"the cuda backend takes CUDA tensors, got {device_type}"
+        if spec.cuda_symbol is None:
+            return "no CUDA kernel for this op"
+        if not _ext.cuda_built():
+            return _ext.LOAD_ERROR or "gancore._C was built without CUDA (CPU-only torch or no nvcc)"
+        return None if _ext.has(spec.cuda_symbol) else f"gancore._C lacks {spec.cuda_symbol}"
+    if impl == "triton":
+        if device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            return "Triton runs CPU tensors only under TRITON_INTERPRET=1"
+        if device_type not in ("cpu", "cuda"):
+            return f"Triton takes CUDA tensors, got {device_type}"
+        return _triton_reason(spec)
+    return f"unknown backend {impl!r}; choose one of {IMPLS} or 'auto'"
+
+
+def choose(op: str, impl: str, device: torch.device) -> str:
+    """The backend that will run `op` for tensors on `device`, given the caller's `impl`."""
+    if impl not in IMPLS and impl != "auto":
+        raise ValueError(f"{op}: impl must be 'auto' or one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        impl = os.environ.get("GANCORE_IMPL", "auto") or "auto"
+    if impl != "auto":
+        reason = unavailable_reason(op, impl, device.type)
+        if reason is not None:
+            raise BackendUnavailable(f"{op}: backend {impl!r} cannot run on {device.type}: {reason}")
+        return impl
+    order = _AUTO_ORDER.get(device.type, ("ref",))
+    reasons = []
+    for candidate in order:
+        reason = unavailable_reason(op, candidate, device.type)
+        if reason is None:
+            if candidate == "ref":
+                _fallback(op, device.type, "; ".join(reasons) or f"no fused backend for {device.type}")
+            return candidate
+        reasons.append(f"{candidate}: {reason}")
+    raise AssertionError("ref is always available")  # pragma: no cover
+
+
+def _fallback(op: str, device_type: str, reason: str) -> None:
+    message = f"gancore.ops.{op}: falling back to the reference PyTorch path on {device_type} ({reason})"
+    if os.environ.get("GANCORE_STRICT") == "1":
+        raise BackendUnavailable(message)
+    spec = _OPS[op]
+    if (device_type, reason) not in spec.warned:
+        spec.warned.add((device_type, reason))
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def note_ran(op: str, impl: str) -> None:
+    for record in _recorders:
+        record.append((op, impl))
+
+
+@contextlib.contextmanager
+def record_backends() -> Iterator[list[tuple[str, str]]]:
+    """Collects (op, backend) for every fused-op call inside the block, forward and backward."""
+    record: list[tuple[str, str]] = []
+    _recorders.append(record)
+    try:
+        yield record
+    finally:
+        _recorders.remove(record)
+
+
+def backends() -> dict[str, dict[str, dict[str, str]]]:
+    """For every op: which backend auto picks for CPU and for CUDA tensors, and why."""
+    report = {}
+    for name in _OPS:
+        report[name] = {}
+        for device_type in ("cpu", "cuda"):
+            reasons = []
+            for candidate in _AUTO_ORDER[device_type]:
+                if device_type == "cuda" and candidate != "ref" and not torch.cuda.is_available():
+                    reasons.append(f"{candidate}: no CUDA device")
+                    continue
+                reason = unavailable_reason(name, candidate, device_type)
+                if reason is None:
+                    why = "fastest available" if not reasons else "; ".join(reasons)
+                    report[name][device_type] = {"impl": candidate, "reason": why}
+                    break
+                reasons.append(f"{candidate}: {reason}")
+    return report
+

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates .venv in the checkout (once), installs the pinned CPU torch, triton and the
+# package in editable mode, and builds the C++ extension. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  pip install torch==2.13.0
+fi
+.venv/bin/python -c "import torch" || { echo "torch failed to install" >&2; exit 1; }
+stamp=.venv/.gancore-deps
+if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  pip install triton numpy tqdm pillow pyyaml matplotlib scipy pytest pytest-benchmark ruff setuptools wheel
+  touch "$stamp"
+fi
+# Editable install builds gancore._C against the torch in .venv (hence no build isolation).
+pip install --no-build-isolation --no-deps -e .
+.venv/bin/python -c "import gancore, json; print(json.dumps(gancore.ops.backends(), indent=1))" >/dev/null
