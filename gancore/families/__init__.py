@@ -1,0 +1,65 @@
+"""GAN families, one file each. A module here that defines a `@register_family` class is found by
+itself: adding a family is adding a file (and its networks under gancore.models)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+
+from gancore.families.base import (
+    ConfigError,
+    DataSpec,
+    Family,
+    Network,
+    Phase,
+    PhaseContext,
+)
+
+_REGISTRY: dict[str, type[Family]] = {}
+_discovered = False
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def register_family(cls: type[Family]) -> type[Family]:
+    """Class decorator: make `cls` available as `gancore train <cls.name>`."""
+    name = _normalise(cls.name)
+    existing = _REGISTRY.get(name)
+    if existing is not None and existing.__qualname__ != cls.__qualname__:
+        raise ValueError(f"family name {name!r} is taken by {existing.__module__}.{existing.__qualname__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    for module in pkgutil.iter_modules(__path__):
+        if module.name != "base" and not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+    _discovered = True
+
+
+def get_family(name: str) -> type[Family]:
+    """The family class registered as `name` (case and _/- insensitive)."""
+    _discover()
+    key = _normalise(name)
+    if key not in _REGISTRY:
+        close = difflib.get_close_matches(key, _REGISTRY, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown family {name!r}{hint} (available: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[key]
+
+
+def list_families() -> dict[str, str]:
+    """name -> one-line summary, sorted by name."""
+    _discover()
+    return {name: _REGISTRY[name].summary for name in sorted(_REGISTRY)}
+
+
+__all__ = ["ConfigError", "DataSpec", "Family", "Network", "Phase", "PhaseContext", "get_family",
+           "list_families", "register_family"]

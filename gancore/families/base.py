@@ -1,0 +1,158 @@
+"""The contract between a GAN family and the trainer.
+
+A family declares, and the trainer executes:
+- `Config`: a dataclass of the family's hyper-parameters (the `model:` section of a run config);
+- `build(spec)`: its networks as `Network`s (module + optimiser settings + EMA / double-backward flags);
+- `phases()`: what to optimise and how often, as `Phase`s, e.g. D every step and G every n_critic
+  steps, or a lazy regulariser every k steps (the phases of stylegan2-ada's accumulate_gradients);
+- `make_latents` / `generate`: how to turn latent inputs into samples, for grids and metrics.
+
+A phase's loss function receives a `PhaseContext` with the networks, this micro-batch and random
+draws, and returns {"loss": scalar, other scalars to log...}. The trainer owns everything else:
+devices, precision, DDP, gradient accumulation, optimiser steps, EMA, checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key."""
+
+
+def check_choice(key: str, value: object, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: must be one of {list(choices)}, got {value!r}")
+
+
+def check_positive(key: str, value: float, minimum: float = 1) -> None:
+    if value < minimum:
+        raise ConfigError(f"{key}: must be >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the data looks like, as far as building networks is concerned."""
+
+    key: str  # the batch entry a generator learns (dataset.sample_key)
+    shape: tuple[int, ...]  # of one sample under `key`
+    num_classes: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"key": self.key, "shape": list(self.shape), "num_classes": self.num_classes}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DataSpec:
+        return cls(str(d["key"]), tuple(int(s) for s in d["shape"]), d.get("num_classes"))
+
+
+@dataclass
+class Network:
+    """A trainable network and how to optimise it (Adam; each network its own rates: TTUR)."""
+
+    module: nn.Module
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    #: Keep an exponential moving average of the weights (for generators), when train.ema_beta > 0.
+    ema: bool = False
+    #: Differentiated twice (e.g. a critic under a gradient penalty): never wrapped by torch.compile.
+    double_backward: bool = False
+
+
+@dataclass
+class PhaseContext:
+    """What a phase's loss function sees for one micro-batch.
+
+    `nets[name]` is the network to call: the one this phase optimises (DDP-wrapped when
+    distributed), the others frozen (no parameter gradients). `randn`/`rand` draw per-sample
+    tensors for this micro-batch such that N processes draw exactly what one process with the
+    same global batch would, which keeps multi-process runs equal to single-process ones.
+    """
+
+    nets: Mapping[str, nn.Module]
+    batch: Mapping[str, Any]
+    step: int
+    batch_size: int
+    _draw: Callable[[str, tuple[int, ...]], torch.Tensor]
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        """Standard normal, shape (batch_size, *shape)."""
+        return self._draw("randn", shape)
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        """Uniform on [0, 1), shape (batch_size, *shape)."""
+        return self._draw("rand", shape)
+
+
+PhaseLoss = Callable[[PhaseContext], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Optimise `network` with `loss` on every step where (step + 1) % every == 0.
+
+    With every=n the phase runs after n steps of the others, e.g. G after n_critic D updates.
+    A lazy regulariser scales its own loss by its interval, as stylegan2 does.
+    """
+
+    name: str
+    network: str
+    loss: PhaseLoss
+    every: int = 1
+
+    def due(self, step: int) -> bool:
+        return (step + 1) % self.every == 0
+
+
+class Family:
+    """Base class of GAN families. Subclasses set `name`, `summary`, `Config` and the methods below."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Config: ClassVar[type]
+    #: The `data:` section used when the user gives none (built-in data, so a bare run works).
+    default_data: ClassVar[dict] = {"name": "shapes"}
+    #: The dataset type that `--data PATH` reads, unless the config names another file-based one.
+    path_data: ClassVar[str] = "image-folder"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.spec: DataSpec | None = None
+
+    @classmethod
+    def make_config(cls, values: Mapping[str, Any] | None = None) -> Any:
+        """The family's Config from a dict (types already checked by gancore.train.config)."""
+        return cls.Config(**(values or {}))
+
+    def data_hints(self) -> dict:
+        """Options passed to the dataset when it has them and the user left them unset."""
+        return {}
+
+    def build(self, spec: DataSpec) -> dict[str, Network]:
+        raise NotImplementedError
+
+    def phases(self) -> list[Phase]:
+        raise NotImplementedError
+
+    def make_latents(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generate(self, nets: Mapping[str, nn.Module], latents: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def save_samples(self, samples: torch.Tensor, path: str) -> None:
+        """Write generated samples as a PNG: a grid for images, a scatter plot for 2-D points."""
+        from gancore.train.visual import save_samples
+
+        save_samples(samples, path)
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)

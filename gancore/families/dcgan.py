@@ -1,0 +1,105 @@
+"""DCGAN (Radford, Metz and Chintala, 2016): all-convolutional G and D with batch norm, Adam(2e-4, 0.5).
+
+Two phases, both every step: D on real images and fresh fakes, then G through the frozen D.
+`loss` swaps the non-saturating BCE of the paper for hinge or least squares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gancore.families import register_family
+from gancore.families.base import (
+    ConfigError,
+    DataSpec,
+    Family,
+    Network,
+    Phase,
+    PhaseContext,
+    check_choice,
+    check_positive,
+)
+from gancore.losses import ADVERSARIAL_LOSSES, adversarial_losses
+from gancore.models.dcgan import NORMS, DCGANDiscriminator, DCGANGenerator
+
+
+@dataclass
+class DCGANConfig:
+    resolution: int = 64
+    channels: int = 3
+    latent_dim: int = 100
+    g_width: int = 64  # channels of G's last hidden layer; doubled per layer towards 4x4
+    d_width: int = 64  # channels of D's first layer
+    norm: str = "batch"  # normalisation in both networks: batch (the paper), layer or none
+    loss: str = "bce"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas_g: tuple[float, float] = (0.5, 0.999)
+    betas_d: tuple[float, float] = (0.5, 0.999)
+
+    def __post_init__(self) -> None:
+        check_choice("model.loss", self.loss, tuple(sorted(ADVERSARIAL_LOSSES)))
+        check_choice("model.norm", self.norm, NORMS)
+        check_choice("model.channels", self.channels, (1, 3))
+        if self.resolution < 8 or self.resolution & (self.resolution - 1):
+            raise ConfigError(f"model.resolution: must be a power of two >= 8, got {self.resolution}")
+        for key in ("latent_dim", "g_width", "d_width"):
+            check_positive(f"model.{key}", getattr(self, key))
+
+
+def check_image_spec(family: str, spec: DataSpec, channels: int, resolution: int) -> None:
+    """Refuse data whose samples are not (channels, resolution, resolution) images, saying what came."""
+    want = (channels, resolution, resolution)
+    if tuple(spec.shape) != want:
+        raise ConfigError(f"{family} needs images of shape {want} under '{spec.key}', but the data gives "
+                          f"{tuple(spec.shape)}: pick an image dataset (data.name) or set model.resolution / "
+                          f"model.channels to match")
+
+
+@register_family
+class DCGAN(Family):
+    name = "dcgan"
+    summary = "DCGAN (Radford et al. 2016): conv G/D with batch norm, BCE loss, Adam(2e-4, 0.5)"
+    Config = DCGANConfig
+    default_data = {"name": "shapes"}
+
+    def data_hints(self) -> dict:
+        return {"resolution": self.config.resolution, "channels": self.config.channels}
+
+    def build(self, spec: DataSpec) -> dict[str, Network]:
+        c = self.config
+        check_image_spec(self.name, spec, c.channels, c.resolution)
+        self.spec = spec
+        self.d_loss, self.g_loss = adversarial_losses(c.loss)
+        return {
+            "G": Network(DCGANGenerator(c.latent_dim, c.resolution, c.channels, c.g_width, c.norm),
+                         lr=c.lr_g, betas=c.betas_g, ema=True),
+            "D": Network(DCGANDiscriminator(c.resolution, c.channels, c.d_width, c.norm),
+                         lr=c.lr_d, betas=c.betas_d),
+        }
+
+    def phases(self) -> list[Phase]:
+        return [Phase("D", "D", self.loss_d), Phase("G", "G", self.loss_g)]
+
+    def loss_d(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:
+        real = ctx.batch[self.spec.key]
+        fake = ctx.nets["G"](ctx.randn(self.config.latent_dim))
+        # Separate calls, so batch norm sees all-real and all-fake batches, as in the paper.
+        real_score, fake_score = ctx.nets["D"](real), ctx.nets["D"](fake.detach())
+        return {"loss": self.d_loss(real_score, fake_score),
+                "real_score": real_score.detach().float().mean(),
+                "fake_score": fake_score.detach().float().mean()}
+
+    def loss_g(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:
+        fake_score = ctx.nets["D"](ctx.nets["G"](ctx.randn(self.config.latent_dim)))
+        return {"loss": self.g_loss(fake_score)}
+
+    def make_latents(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        return torch.randn(n, self.config.latent_dim, generator=generator, device=device)
+
+    def generate(self, nets: Mapping[str, nn.Module], latents: torch.Tensor) -> torch.Tensor:
+        return nets["G"](latents)

@@ -1,0 +1,144 @@
+"""`gancore train` and `gancore sample`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from gancore.data.base import DataError
+from gancore.families import get_family, list_families
+from gancore.families.base import ConfigError, DataSpec
+from gancore.train import checkpoint as ckpt
+from gancore.train.config import build_config, build_dataclass
+from gancore.train.distributed import choose_device
+from gancore.train.trainer import NonFiniteLossError, RunExistsError, Trainer
+
+_USER_ERRORS = (ConfigError, DataError, ckpt.CheckpointError, RunExistsError)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a GAN family (built-in data by default)",
+        description="Train a GAN family. Settings come from the family's defaults, then --config files, "
+                    "then --data, then --set overrides, then the flags below. Under torchrun "
+                    "(torchrun --nproc_per_node=N -m gancore train ...) it trains with DDP.")
+    p.add_argument("family", nargs="?", help="family name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the families and exit")
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="YAML/JSON config (repeatable)")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set train.precision=bf16 (repeatable; values are YAML)")
+    p.add_argument("--out", metavar="DIR", help="run folder (config, logs, samples, checkpoints)")
+    p.add_argument("--steps", type=int, metavar="N", help="total steps (on --resume: defaults to the run's)")
+    p.add_argument("--batch-size", type=int, metavar="B", help="global batch size (train.batch_size)")
+    p.add_argument("--seed", type=int, metavar="S", help="train.seed")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: accept a config that differs from the checkpoint's")
+    p.add_argument("--data", metavar="PATH",
+                   help="training data: a folder (or file) for the family's dataset type, or a built-in "
+                        "dataset name (ring, shapes, shapes-edges, color-domains, oracle-sequences)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit without training")
+    p.add_argument("--tuned-alloc", action="store_true",
+                   help="tune the CPU allocator first (gancore.tune_cpu_allocator; train.tuned_alloc)")
+    p.set_defaults(func=run_train)
+
+    s = subparsers.add_parser("sample", help="draw samples from a trained run as a PNG",
+                              description="Draw samples from a run folder (its latest checkpoint) or a "
+                                          "checkpoint file, with the EMA generator when the run kept one.")
+    s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("--out", default="grid.png", help="PNG to write (default grid.png)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the latent inputs")
+    s.add_argument("--no-ema", action="store_true", help="use the trained weights, not their EMA")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=run_sample)
+
+
+def _fail(command: str, err: BaseException) -> int:
+    print(f"gancore {command}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def _print_families() -> None:
+    families = list_families()
+    width = max(map(len, families))
+    for name, summary in families.items():
+        data = get_family(name).default_data.get("name")
+        print(f"{name.ljust(width)}  {summary} [default data: {data}]")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.list:
+        _print_families()
+        return 0
+    missing = [flag for flag, value in (("FAMILY", args.family), ("--out", args.out)) if not value]
+    if not args.resume and not args.dry_run and args.steps is None:
+        missing.append("--steps")
+    if missing:
+        return _fail("train", f"{', '.join(missing)} required (gancore train FAMILY --out DIR --steps N; "
+                              "families: gancore train --list)")
+    try:
+        base = None
+        if args.resume:
+            path = ckpt.latest_checkpoint(args.out) if os.path.isdir(args.out) else None
+            if path is None:
+                raise ckpt.CheckpointError(f"--resume: {args.out!r} holds no checkpoint to resume from")
+            base = ckpt.load_checkpoint(path)["config"]
+        given = (("train.steps", args.steps), ("train.batch_size", args.batch_size),
+                 ("train.seed", args.seed))
+        flags = {key: value for key, value in given if value is not None}
+        if args.tuned_alloc:
+            flags["train.tuned_alloc"] = True
+        config = build_config(args.family, base=base, files=args.config, data=args.data,
+                              overrides=args.overrides, flags=flags)
+        trainer = Trainer(config, args.out, resume=args.resume, force=args.force)
+    except _USER_ERRORS as err:
+        return _fail("train", err)
+    try:
+        if args.dry_run:
+            if trainer.dist.is_main:
+                print(trainer.plan())
+            return 0
+        summary = trainer.fit()
+    except (NonFiniteLossError, *_USER_ERRORS) as err:
+        return _fail("train", err)
+    finally:
+        trainer.close()
+    if trainer.dist.is_main:
+        print(f"trained {trainer.family.name} to step {summary['step']} in {summary['seconds']:.1f} s "
+              f"({summary['nonfinite_steps']} steps with non-finite values); run folder {args.out}")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    try:
+        if args.n < 1:
+            raise ConfigError(f"--n: must be >= 1, got {args.n}")
+        path = ckpt.find_checkpoint(args.run)
+        state = ckpt.load_checkpoint(path)
+        config = state["config"]
+        family_cls = get_family(config["family"])
+        family = family_cls(build_dataclass(family_cls.Config, config["model"], "model"))
+        device = choose_device(args.device)
+        nets = {}
+        for name, network in family.build(DataSpec.from_dict(state["data_spec"])).items():
+            use_ema = name in state["ema"] and not args.no_ema
+            weights = state["ema"][name]["module"] if use_ema else state["nets"][name]
+            network.module.load_state_dict(weights)
+            nets[name] = network.module.to(device).eval()
+    except _USER_ERRORS as err:
+        return _fail("sample", err)
+    latents = family.make_latents(args.n, torch.Generator(device).manual_seed(args.seed), device)
+    with torch.no_grad():
+        samples = family.generate(nets, latents).float()
+    folder = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(folder, exist_ok=True)
+    family.save_samples(samples, args.out)
+    which = "EMA" if state["ema"] and not args.no_ema else "trained"
+    print(f"wrote {args.out}: {args.n} samples from {path} (step {state['step']}, {which} weights)")
+    return 0

@@ -1,0 +1,575 @@
+"""The one training loop of gancore: it runs a family's phases and owns everything around them.
+
+Per step the trainer reads one global batch, splits this process's share into accumulation rounds,
+and runs every phase that is due: it freezes the other networks, calls the phase's loss under
+autocast, backpropagates (through DDP for the network being optimised), checks that the loss and
+gradients are finite on every process, and steps that network's optimiser and EMA. Around the
+steps it writes logs, sample grids and atomic checkpoints, and resumes from them exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from gancore.data import BUILTIN, GanDataset, build_dataset
+from gancore.families import get_family
+from gancore.families.base import ConfigError, DataSpec, Network, Phase, PhaseContext
+from gancore.losses import penalty_grad_scale
+from gancore.train import checkpoint as ckpt
+from gancore.train.config import (
+    LogConfig,
+    MetricsConfig,
+    TrainConfig,
+    build_dataclass,
+    config_diff,
+    dump,
+    resolve,
+)
+from gancore.train.distributed import DistEnv, setup
+from gancore.train.ema import EMA
+from gancore.train.hooks import FIDHook, Hook
+from gancore.train.loader import batch_stream
+from gancore.train.logs import RunLog
+from gancore.utils.allocator import tune_cpu_allocator
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many steps in a row had a non-finite loss or gradient; the run stopped."""
+
+
+class ConfigMismatchError(ConfigError):
+    """A run was resumed with a config that differs from the checkpoint's (without force)."""
+
+
+class RunExistsError(RuntimeError):
+    """The output folder already holds a run and resuming was not asked for."""
+
+
+class _BatchDraws:
+    """Random per-sample tensors for the global batch, of which this process keeps its rows.
+
+    Every process holds the same generator and draws the whole global micro-batch, so rank r's rows
+    are what a one-process run would have drawn for those samples (latents, mixing weights, ...).
+    """
+
+    def __init__(self, seed: int, device: torch.device, rank: int, world_size: int) -> None:
+        self.generator = torch.Generator(device).manual_seed(seed)
+        self.device, self.rank, self.world_size = device, rank, world_size
+
+    def __call__(self, kind: str, shape: tuple[int, ...], rows: int) -> torch.Tensor:
+        full = (rows * self.world_size, *shape)
+        if kind == "randn":
+            t = torch.randn(full, generator=self.generator, device=self.device)
+        elif kind == "rand":
+            t = torch.rand(full, generator=self.generator, device=self.device)
+        else:
+            raise ValueError(f"unknown draw {kind!r}")
+        return t[self.rank * rows:(self.rank + 1) * rows]
+
+
+def _spec_of(dataset: Any) -> DataSpec:
+    key = getattr(dataset, "sample_key", "image")
+    first = dataset[0]
+    if not isinstance(first, Mapping):
+        raise ConfigError(f"datasets must return dicts of tensors, got {type(first).__name__}")
+    if key not in first or not isinstance(first[key], torch.Tensor):
+        raise ConfigError(f"the dataset's samples have no tensor under its sample_key {key!r} "
+                          f"(keys: {sorted(first)})")
+    return DataSpec(key, tuple(first[key].shape), getattr(dataset, "num_classes", None))
+
+
+def _capture_rng(device: torch.device) -> dict:
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore_rng(state: Mapping, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    version, py_state, gauss = state["python"]
+    random.setstate((version, tuple(py_state), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["gauss"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+class Trainer:
+    """Trains the family named in `config` (a resolved config, see gancore.train.config).
+
+    `out_dir` is the run folder (None: write nothing, e.g. for benchmarks). `dataset` replaces the
+    configured one. `resume` continues from `out_dir`'s latest checkpoint; a config that differs
+    from the checkpoint's (beyond RESUME_SAFE keys) is refused unless `force`. Building a Trainer
+    writes nothing; `fit()` does.
+    """
+
+    def __init__(self, config: Mapping[str, Any], out_dir: str | None = None, *,
+                 dataset: GanDataset | None = None, resume: bool = False, force: bool = False,
+                 hooks: Sequence[Hook] = ()) -> None:
+        self.config = resolve(config)
+        self.train_config: TrainConfig = build_dataclass(TrainConfig, self.config["train"], "train")
+        self.log_config: LogConfig = build_dataclass(LogConfig, self.config["log"], "log")
+        metrics_config: MetricsConfig = build_dataclass(MetricsConfig, self.config["metrics"], "metrics")
+        tc = self.train_config
+        self.out_dir = out_dir
+        if tc.tuned_alloc and not tune_cpu_allocator():
+            warnings.warn("train.tuned_alloc: this platform's allocator cannot be tuned (glibc only)",
+                          stacklevel=2)
+        self.dist: DistEnv = setup(tc.device)
+        self.device = self.dist.device
+        self._check_settings()
+
+        family_cls = get_family(self.config["family"])
+        self.family = family_cls(build_dataclass(family_cls.Config, self.config["model"], "model"))
+        self.dataset = dataset if dataset is not None else build_dataset(self.config["data"],
+                                                                         self.family.data_hints())
+        self.spec = _spec_of(self.dataset)
+
+        # Identical initial weights on every process, and equal to a one-process run's.
+        _seed_everything(tc.seed)
+        specs = self.family.build(self.spec)
+        self.phases: list[Phase] = self.family.phases()
+        self._check_phases(specs)
+        self.specs: dict[str, Network] = specs
+        self.nets: dict[str, nn.Module] = {}
+        for name, spec in specs.items():
+            module = spec.module.to(self.device)
+            if tc.channels_last:
+                module = module.to(memory_format=torch.channels_last)
+            if tc.sync_batchnorm and self.dist.enabled:
+                module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            self.nets[name] = module
+        self.ema = {name: EMA(self.nets[name], tc.ema_beta) for name, spec in specs.items()
+                    if spec.ema and tc.ema_beta > 0}
+        if tc.compile:
+            for name, spec in specs.items():
+                if not spec.double_backward:
+                    self.nets[name].compile(**({} if tc.compile is True else {"backend": tc.compile}))
+        self.wrapped = {name: self._wrap(m) for name, m in self.nets.items()}
+        self.optimizers = {name: torch.optim.Adam(self.nets[name].parameters(), lr=spec.lr, betas=spec.betas,
+                                                  weight_decay=spec.weight_decay)
+                           for name, spec in specs.items()}
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
+        # Training-time randomness: one stream shared by all processes for per-sample draws, and a
+        # global RNG per process for anything else a network does (dropout, ...).
+        self.draws = _BatchDraws(tc.seed + 1, self.device, self.dist.rank, self.dist.world_size)
+        _seed_everything(tc.seed + 7919 * (self.dist.rank + 1))
+        self.sample_latents = self.family.make_latents(
+            self.log_config.sample_n, torch.Generator(self.device).manual_seed(tc.seed + 2), self.device)
+
+        self.step = 0
+        self.images_seen = 0
+        self.nonfinite_steps = 0
+        self._streak = 0
+        self._running: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._batches: Iterator[dict] | None = None
+        self.hooks: list[Hook] = list(hooks)
+        if metrics_config.every:
+            self.hooks.append(FIDHook(metrics_config.every, metrics_config.num_samples))
+        self.resumed_from: str | None = None
+        self.last_checkpoint: str | None = None
+        if resume:
+            if out_dir is None:
+                raise ConfigError("resume needs the run folder (out_dir)")
+            path = ckpt.latest_checkpoint(out_dir) if os.path.isdir(out_dir) else None
+            if path is None:
+                raise ckpt.CheckpointError(f"--resume: {out_dir!r} holds no checkpoint to resume from")
+            self.load(path, force=force)
+
+    # -- set-up ------------------------------------------------------------------------------------
+
+    def _check_settings(self) -> None:
+        tc = self.train_config
+        if tc.precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError("train.precision=fp16 needs a CUDA device (GradScaler); use bf16 on the CPU")
+        if tc.sync_batchnorm and self.dist.enabled and self.device.type != "cuda":
+            raise ConfigError("train.sync_batchnorm: SyncBatchNorm runs on CUDA only; turn it off on the CPU")
+        share = self.dist.world_size * tc.accumulate
+        if tc.batch_size % share:
+            raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by processes "
+                              f"({self.dist.world_size}) x train.accumulate ({tc.accumulate})")
+        if tc.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def _check_phases(self, specs: Mapping[str, Network]) -> None:
+        if not self.phases:
+            raise ConfigError(f"family {self.family.name!r} declares no phases")
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"family {self.family.name!r}: phase names must be unique, got {names}")
+        for phase in self.phases:
+            if phase.network not in specs:
+                raise ConfigError(f"family {self.family.name!r}: phase {phase.name!r} optimises "
+                                  f"{phase.network!r}, which is not among its networks {sorted(specs)}")
+            if phase.every < 1:
+                raise ConfigError(f"family {self.family.name!r}: phase {phase.name!r} has "
+                                  f"every={phase.every}")
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if not self.dist.enabled or not any(p.requires_grad for p in module.parameters()):
+            return module
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
+
+    @property
+    def per_process_batch(self) -> int:
+        return self.train_config.batch_size // self.dist.world_size
+
+    def _num_workers(self) -> int:
+        if self.train_config.num_workers >= 0:
+            return self.train_config.num_workers
+        return 0 if self.config["data"].get("name") in BUILTIN else min(4, os.cpu_count() or 1)
+
+    # -- one step ----------------------------------------------------------------------------------
+
+    def _lr_factor(self, step: int) -> float:
+        tc = self.train_config
+        factor = min(1.0, (step + 1) / tc.warmup_steps) if tc.warmup_steps else 1.0
+        progress = min(1.0, step / max(1, tc.steps))
+        if tc.lr_schedule == "linear":
+            factor *= 1.0 - progress
+        elif tc.lr_schedule == "cosine":
+            factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+        return factor
+
+    def _next_batch(self) -> list[dict]:
+        """This process's share of the next global batch, on the device, split into accumulation rounds."""
+        if self._batches is None:
+            self._batches = batch_stream(
+                self.dataset, global_batch=self.train_config.batch_size, rank=self.dist.rank,
+                world_size=self.dist.world_size, seed=self.train_config.seed, start_batch=self.step,
+                num_workers=self._num_workers(), pin_memory=self.device.type == "cuda")
+        batch = next(self._batches)
+        rounds = self.train_config.accumulate
+        moved = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, non_blocking=True)
+                if self.train_config.channels_last and value.dim() == 4 and value.is_floating_point():
+                    value = value.contiguous(memory_format=torch.channels_last)
+            moved[key] = value
+        size = self.per_process_batch // rounds
+        return [{k: v[i * size:(i + 1) * size] for k, v in moved.items()} for i in range(rounds)]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = _DTYPES.get(self.train_config.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _run_phase(self, phase: Phase, rounds: list[dict]) -> bool:
+        """Run one phase over the accumulation rounds; True when its update was applied."""
+        name = phase.network
+        for n, module in self.nets.items():
+            module.requires_grad_(n == name)
+        nets = {n: (self.wrapped[n] if n == name else m) for n, m in self.nets.items()}
+        optimizer = self.optimizers[name]
+        scaling = self.scaler.is_enabled()
+        logged: dict[str, torch.Tensor] = {}
+        with penalty_grad_scale(self.scaler.get_scale() if scaling else None):
+            for i, micro in enumerate(rounds):
+                rows = self.per_process_batch // len(rounds)
+                ctx = PhaseContext(nets, micro, self.step, rows,
+                                   lambda kind, shape, rows=rows: self.draws(kind, shape, rows))
+                last = i == len(rounds) - 1
+                defer_sync = not last and isinstance(nets[name], DistributedDataParallel)
+                no_sync = nets[name].no_sync() if defer_sync else contextlib.nullcontext()
+                with no_sync:
+                    with self._autocast():
+                        out = phase.loss(ctx)
+                    loss = out.get("loss") if isinstance(out, Mapping) else None
+                    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                        raise TypeError(f"phase {phase.name!r} must return a dict with a scalar tensor "
+                                        "'loss'")
+                    loss = loss / len(rounds)
+                    (self.scaler.scale(loss) if scaling else loss).backward()
+                for key, value in out.items():
+                    value = value.detach().float() / len(rounds)
+                    logged[key] = logged[key] + value if key in logged else value
+        if scaling:
+            self.scaler.unscale_(optimizer)
+        grads = [p.grad for p in self.nets[name].parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        finite = torch.isfinite(logged["loss"])
+        if not scaling:  # with a GradScaler, inf/nan gradients are its business: it skips and rescales
+            finite = finite & torch.isfinite(grad_norm)
+        applied = self.dist.all_true(finite)
+        if applied:
+            if scaling:
+                self.scaler.step(optimizer)
+            else:
+                optimizer.step()
+            if name in self.ema:
+                self.ema[name].update(self.nets[name])
+        optimizer.zero_grad(set_to_none=True)
+        logged["grad_norm"] = grad_norm.detach().float()
+        for key, value in logged.items():
+            self._running[f"{phase.name}/{key}"].append(value)
+        return applied
+
+    def train_step(self) -> list[str]:
+        """One optimisation step; returns the names of phases skipped for non-finite values."""
+        factor = self._lr_factor(self.step)
+        for name, optimizer in self.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = self.specs[name].lr * factor
+        rounds = self._next_batch()
+        skipped = [phase.name for phase in self.phases
+                   if phase.due(self.step) and not self._run_phase(phase, rounds)]
+        if self.scaler.is_enabled():
+            self.scaler.update()
+        self.step += 1
+        self.images_seen += self.train_config.batch_size
+        if skipped:
+            self.nonfinite_steps += 1
+            self._streak += 1
+            if self._streak >= self.train_config.nonfinite_patience:
+                raise NonFiniteLossError(
+                    f"stopped at step {self.step}: {self._streak} steps in a row had a non-finite loss or "
+                    f"gradient (phases {', '.join(skipped)} at the last one); their updates were skipped. "
+                    f"Last good checkpoint: {self.last_checkpoint or 'none written yet'}. Try a lower "
+                    f"learning rate, fp32 precision, or check the data")
+        else:
+            self._streak = 0
+        return skipped
+
+    # -- sampling ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, latents: torch.Tensor) -> torch.Tensor:
+        """Samples from the EMA networks where kept (else the trained ones), in eval mode, as float32."""
+        nets = {n: (self.ema[n].module if n in self.ema else m) for n, m in self.nets.items()}
+        modes = {n: m.training for n, m in nets.items()}
+        for m in nets.values():
+            m.eval()
+        try:
+            with self._autocast():
+                return self.family.generate(nets, latents).float()
+        finally:
+            for n, m in nets.items():
+                m.train(modes[n])
+
+    def save_samples(self, path: str) -> None:
+        """A picture of samples at the run's fixed latents."""
+        self.family.save_samples(self.generate(self.sample_latents), path)
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly. Call on every process (RNG states are gathered)."""
+        return {
+            "format": 1,
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "nonfinite_steps": self.nonfinite_steps,
+            "config": self.config,
+            "data_spec": self.spec.as_dict(),
+            "nets": {n: m.state_dict() for n, m in self.nets.items()},
+            "ema": {n: e.state_dict() for n, e in self.ema.items()},
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            # The learning-rate schedule is a function of the step and the config above.
+            "schedule": {"kind": self.train_config.lr_schedule, "steps": self.train_config.steps,
+                         "warmup_steps": self.train_config.warmup_steps,
+                         "factor": self._lr_factor(self.step)},
+            "rng": {"per_rank": self.dist.gather_objects(_capture_rng(self.device)),
+                    "draws": self.draws.generator.get_state()},
+        }
+
+    def load(self, path: str, *, force: bool = False) -> None:
+        """Continue from checkpoint `path`; refuses a different config unless `force`."""
+        state = ckpt.load_checkpoint(path, map_location=self.device)
+        saved = state["config"]
+        if saved.get("family") != self.config["family"]:
+            raise ConfigMismatchError(f"{path} is a {saved.get('family')!r} run, not "
+                                      f"{self.config['family']!r}")
+        diff = config_diff(saved, self.config)
+        if diff and not force:
+            raise ConfigMismatchError(
+                f"the config differs from the one of {path}:\n  " + "\n  ".join(diff)
+                + "\nresume with the same settings, or force it (--force) to accept these changes")
+        try:
+            for n, module in self.nets.items():
+                module.load_state_dict(state["nets"][n])
+            for n, ema in self.ema.items():
+                if n in state["ema"]:
+                    ema.load_state_dict(state["ema"][n])
+                else:
+                    ema.module.load_state_dict(state["nets"][n])
+            for n, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][n])
+                spec = self.specs[n]  # hyper-parameters come from the current config (they may be forced)
+                for group in optimizer.param_groups:
+                    group.update(betas=spec.betas, weight_decay=spec.weight_decay)
+        except (KeyError, RuntimeError) as err:
+            raise ckpt.CheckpointError(f"{path} does not fit the networks of this config: {err}") from err
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.images_seen = int(state["images_seen"])
+        self.nonfinite_steps = int(state["nonfinite_steps"])
+        per_rank = state["rng"]["per_rank"]
+        if len(per_rank) == self.dist.world_size:
+            _restore_rng(per_rank[self.dist.rank], self.device)
+        else:
+            warnings.warn(f"{path} was written by {len(per_rank)} processes, this run has "
+                          f"{self.dist.world_size}: per-process RNG streams start afresh", stacklevel=2)
+        self.draws.generator.set_state(state["rng"]["draws"].cpu())
+        self._batches = None
+        self.resumed_from = self.last_checkpoint = path
+
+    def save_checkpoint(self) -> str | None:
+        """Write a checkpoint of the current step (main process; all processes must call)."""
+        state = self.state_dict()
+        path = None
+        if self.dist.is_main and self.out_dir is not None:
+            path = ckpt.save_checkpoint(self.out_dir, state, self.step, self.log_config.keep)
+            self.last_checkpoint = path
+        self.dist.barrier()
+        return path
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def _prepare_run_dir(self) -> None:
+        if self.out_dir is None or not self.dist.is_main:
+            return
+        os.makedirs(os.path.join(self.out_dir, "samples"), exist_ok=True)
+        if self.resumed_from is None and ckpt.latest_checkpoint(self.out_dir) is not None:
+            raise RunExistsError(f"{self.out_dir!r} already holds a run: pass --resume to continue it, "
+                                 "or choose another --out")
+        ckpt.remove_temporaries(self.out_dir)
+        dump(self.config, os.path.join(self.out_dir, "config.yaml"))
+
+    def _flush_running(self) -> dict[str, float]:
+        """Means of the scalars logged since the last call, averaged over processes."""
+        if not self._running:
+            return {}
+        keys = sorted(self._running)
+        means = torch.stack([torch.stack(self._running[k]).mean() for k in keys])
+        self.dist.all_reduce_mean(means)
+        self._running.clear()
+        return dict(zip(keys, means.tolist()))
+
+    def fit(self, steps: int | None = None) -> dict:
+        """Train up to `steps` (default train.steps) total steps; returns a summary."""
+        total = self.train_config.steps if steps is None else steps
+        logc = self.log_config
+        self._prepare_run_dir()
+        self.dist.barrier()
+        log = RunLog(self.out_dir, total_steps=total, start_step=self.step, tensorboard=logc.tensorboard,
+                     progress=logc.progress, enabled=self.dist.is_main)
+        if self.resumed_from:
+            log.write(f"resumed from {self.resumed_from} at step {self.step}")
+        started = time.perf_counter()
+        window_start, window_steps = started, 0
+        try:
+            while self.step < total:
+                self.train_step()
+                window_steps += 1
+                log.advance()
+                due = {"log": self.step % logc.every == 0 or self.step == total,
+                       "samples": bool(logc.sample_every) and self.step % logc.sample_every == 0,
+                       "checkpoint": bool(logc.checkpoint_every) and self.step % logc.checkpoint_every == 0}
+                if due["log"]:
+                    values = self._flush_running()
+                    now = time.perf_counter()
+                    seconds = (now - window_start) / window_steps
+                    values.update({"sec_per_step": seconds,
+                                   "images_per_s": self.train_config.batch_size / seconds if seconds else 0.0,
+                                   "lr_factor": self._lr_factor(self.step - 1),
+                                   "nonfinite_steps": float(self.nonfinite_steps)})
+                    log.record(self.step, values)
+                    log.show({k: v for k, v in values.items() if k.endswith("/loss") or k == "images_per_s"})
+                    window_start, window_steps = now, 0
+                if due["samples"] and self.dist.is_main and self.out_dir is not None:
+                    self.save_samples(os.path.join(self.out_dir, "samples", f"{self.step:08d}.png"))
+                if due["checkpoint"] and self._streak == 0:
+                    self.save_checkpoint()
+                for hook in self.hooks:
+                    if hook.every and self.step % hook.every == 0:
+                        values = hook(self)
+                        if values:
+                            log.record(self.step, dict(values))
+            saved = self.last_checkpoint is not None and \
+                os.path.basename(self.last_checkpoint) == ckpt.checkpoint_name(self.step)
+            if self.out_dir is not None and self._streak == 0 and not saved:
+                self.save_checkpoint()
+            if self.dist.is_main and self.out_dir is not None:
+                self.save_samples(os.path.join(self.out_dir, "samples", "final.png"))
+        except NonFiniteLossError as err:
+            log.write(f"error: {err}")
+            raise
+        finally:
+            log.close()
+        return {"step": self.step, "seconds": time.perf_counter() - started, "images_seen": self.images_seen,
+                "nonfinite_steps": self.nonfinite_steps, "checkpoint": self.last_checkpoint}
+
+    def close(self) -> None:
+        """Release the data loader and leave the process group this trainer joined."""
+        self._batches = None
+        self.dist.shutdown()
+
+    # -- description ---------------------------------------------------------------------------------
+
+    def plan(self) -> str:
+        """What a run would do (`--dry-run`): data, networks, phases, precision, processes, outputs."""
+        tc, logc = self.train_config, self.log_config
+        lines = [f"family     {self.family.name}: {self.family.summary}",
+                 f"data       {getattr(self.dataset, 'describe', lambda: repr(self.dataset))()}",
+                 f"           generator target '{self.spec.key}' of shape {self.spec.shape}"]
+        for name, spec in self.specs.items():
+            params = sum(p.numel() for p in self.nets[name].parameters())
+            extras = [f"EMA {tc.ema_beta}" if name in self.ema else "",
+                      "compiled" if tc.compile and not spec.double_backward else "",
+                      "double backward" if spec.double_backward else ""]
+            lines.append(f"network    {name}: {type(spec.module).__name__}, {params / 1e6:.3f}M parameters, "
+                         f"Adam(lr={spec.lr:g}, betas={tuple(spec.betas)})"
+                         + "".join(f", {e}" for e in extras if e))
+        for phase in self.phases:
+            when = "every step" if phase.every == 1 else f"every {phase.every} steps"
+            lines.append(f"phase      {phase.name}: optimises {phase.network}, {when}")
+        lines += [
+            f"steps      {self.step} -> {tc.steps}, global batch {tc.batch_size} = {self.dist.world_size} "
+            f"process(es) x {self.per_process_batch // tc.accumulate} x {tc.accumulate} accumulation "
+            "round(s)",
+            f"device     {self.device}, precision {tc.precision}, channels_last {tc.channels_last}, "
+            f"lr schedule {tc.lr_schedule} (warm-up {tc.warmup_steps}), seed {tc.seed}",
+            f"outputs    {self.out_dir or '(none)'}: config.yaml, log.jsonl, tb/, samples/ every "
+            f"{logc.sample_every or 'end'}, checkpoints every {logc.checkpoint_every or 'end'} "
+            f"(keep {logc.keep})",
+        ]
+        if self.hooks:
+            lines.append("hooks      " + ", ".join(f"{type(h).__name__} every {h.every}" for h in self.hooks))
+        return "\n".join(lines)
