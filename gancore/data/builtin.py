@@ -77,7 +77,7 @@ def draw_shape(rng: random.Random, resolution: int, palette: tuple = PALETTE_ANY
     ground = Image.new("RGB", mask.size, (grey,) * 3)
     image = Image.composite(Image.new("RGB", mask.size, colour), ground, mask)
     hard = mask.point(lambda v: 255 if v >= 128 else 0)
-    edges = ImageChops.subtract(hard.filter(ImageFilter.MaxFilter(3)), hard.filter(ImageFilter.MinFilter(3)))
+    edges = ImageChops.subtract(hard, hard.filter(ImageFilter.MinFilter(3)))  # the shape's 1-pixel rim
     return image, edges, label
 
 
