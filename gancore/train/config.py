@@ -33,7 +33,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "linear", "cosine")
 SECTIONS = ("model", "data", "train", "log", "metrics")
 
-#: Keys that may change when a run is resumed without --force: they do not change the training math.
+#: Keys that may change when a run is resumed without --force: they do not change the training math
+#: (train.steps only with a constant learning rate; Trainer.load checks that).
 RESUME_SAFE = ("train.steps", "train.num_workers", "train.tuned_alloc", "log.", "metrics.")
 
 
@@ -105,14 +106,14 @@ _SECTION_TYPES = {"train": TrainConfig, "log": LogConfig, "metrics": MetricsConf
 def default_config(family: str) -> dict:
     """The resolved config of `family` with nothing overridden."""
     cls = get_family(family)
-    return {
+    return _plain({
         "family": cls.name,
         "model": dataclasses.asdict(cls.Config()),
         "data": dict(cls.default_data),
         "train": dataclasses.asdict(TrainConfig()),
         "log": dataclasses.asdict(LogConfig()),
         "metrics": dataclasses.asdict(MetricsConfig()),
-    }
+    })
 
 
 def load_config_file(path: str) -> dict:

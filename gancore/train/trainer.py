@@ -10,13 +10,14 @@ steps it writes logs, sample grids and atomic checkpoints, and resumes from them
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import random
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,25 +62,46 @@ class RunExistsError(RuntimeError):
 
 
 class _BatchDraws:
-    """Random per-sample tensors for the global batch, of which this process keeps its rows.
+    """Random per-sample tensors drawn for the whole global batch, of which each process and each
+    accumulation round keeps its own rows.
 
-    Every process holds the same generator and draws the whole global micro-batch, so rank r's rows
-    are what a one-process run would have drawn for those samples (latents, mixing weights, ...).
+    All processes hold the same generator. In a phase, the k-th draw of the first round draws
+    (global batch, *shape) values; the k-th draw of a later round reuses them. So rows line up
+    with the data (process r, round i read rows r * per_process + i * per_round onwards) and a run
+    on N processes with R rounds draws what one process with one round draws.
     """
 
-    def __init__(self, seed: int, device: torch.device, rank: int, world_size: int) -> None:
+    def __init__(self, seed: int, device: torch.device, rank: int, per_process: int, rounds: int,
+                 world_size: int) -> None:
         self.generator = torch.Generator(device).manual_seed(seed)
         self.device, self.rank, self.world_size = device, rank, world_size
+        self.per_process, self.rows = per_process, per_process // rounds
+        self._drawn: list[tuple[str, tuple[int, ...], torch.Tensor]] = []
 
-    def __call__(self, kind: str, shape: tuple[int, ...], rows: int) -> torch.Tensor:
-        full = (rows * self.world_size, *shape)
-        if kind == "randn":
-            t = torch.randn(full, generator=self.generator, device=self.device)
-        elif kind == "rand":
-            t = torch.rand(full, generator=self.generator, device=self.device)
+    def start_phase(self) -> None:
+        self._drawn = []
+
+    def for_round(self, round_index: int) -> Callable[[str, tuple[int, ...]], torch.Tensor]:
+        calls = itertools.count()
+        return lambda kind, shape: self._draw(kind, tuple(shape), round_index, next(calls))
+
+    def _draw(self, kind: str, shape: tuple[int, ...], round_index: int, call: int) -> torch.Tensor:
+        if round_index == 0 or call >= len(self._drawn):
+            full_shape = (self.per_process * self.world_size, *shape)
+            if kind == "randn":
+                full = torch.randn(full_shape, generator=self.generator, device=self.device)
+            elif kind == "rand":
+                full = torch.rand(full_shape, generator=self.generator, device=self.device)
+            else:
+                raise ValueError(f"unknown draw {kind!r}")
+            self._drawn.append((kind, shape, full))
         else:
-            raise ValueError(f"unknown draw {kind!r}")
-        return t[self.rank * rows:(self.rank + 1) * rows]
+            drawn_kind, drawn_shape, full = self._drawn[call]
+            if (drawn_kind, drawn_shape) != (kind, shape):
+                raise RuntimeError(f"draw {call} of a phase was {drawn_kind}{drawn_shape} in the first "
+                                   f"accumulation round and {kind}{shape} in round {round_index}")
+        start = self.rank * self.per_process + round_index * self.rows
+        return full[start:start + self.rows]
 
 
 def _spec_of(dataset: Any) -> DataSpec:
@@ -182,7 +204,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
         # Training-time randomness: one stream shared by all processes for per-sample draws, and a
         # global RNG per process for anything else a network does (dropout, ...).
-        self.draws = _BatchDraws(tc.seed + 1, self.device, self.dist.rank, self.dist.world_size)
+        self.draws = _BatchDraws(tc.seed + 1, self.device, self.dist.rank, self.per_process_batch,
+                                 tc.accumulate, self.dist.world_size)
         _seed_everything(tc.seed + 7919 * (self.dist.rank + 1))
         self.sample_latents = self.family.make_latents(
             self.log_config.sample_n, torch.Generator(self.device).manual_seed(tc.seed + 2), self.device)
@@ -299,11 +322,10 @@ class Trainer:
         optimizer = self.optimizers[name]
         scaling = self.scaler.is_enabled()
         logged: dict[str, torch.Tensor] = {}
+        self.draws.start_phase()
         with penalty_grad_scale(self.scaler.get_scale() if scaling else None):
             for i, micro in enumerate(rounds):
-                rows = self.per_process_batch // len(rounds)
-                ctx = PhaseContext(nets, micro, self.step, rows,
-                                   lambda kind, shape, rows=rows: self.draws(kind, shape, rows))
+                ctx = PhaseContext(nets, micro, self.step, self.draws.rows, self.draws.for_round(i))
                 last = i == len(rounds) - 1
                 defer_sync = not last and isinstance(nets[name], DistributedDataParallel)
                 no_sync = nets[name].no_sync() if defer_sync else contextlib.nullcontext()
@@ -417,6 +439,9 @@ class Trainer:
             raise ConfigMismatchError(f"{path} is a {saved.get('family')!r} run, not "
                                       f"{self.config['family']!r}")
         diff = config_diff(saved, self.config)
+        if self.train_config.lr_schedule != "constant" and saved["train"]["steps"] != self.train_config.steps:
+            diff.append(f"train.steps: {saved['train']['steps']} -> {self.train_config.steps} (the "
+                        f"{self.train_config.lr_schedule} learning-rate schedule spans train.steps)")
         if diff and not force:
             raise ConfigMismatchError(
                 f"the config differs from the one of {path}:\n  " + "\n  ".join(diff)

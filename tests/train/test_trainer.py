@@ -1,0 +1,233 @@
+import json
+import math
+import os
+
+import pytest
+import torch
+import yaml
+from trainhelpers import assert_same, parameters, tiny_config
+
+from gancore.families.base import ConfigError
+from gancore.train import ConfigMismatchError, RunExistsError, Trainer
+from gancore.train import checkpoint as ckpt
+from gancore.train.ema import EMA
+
+
+def _train(config, out=None, **kwargs):
+    trainer = Trainer(config, out, **kwargs)
+    trainer.fit()
+    return trainer
+
+
+def test_one_seed_makes_a_run_reproducible():
+    a = parameters(_train(tiny_config("dcgan", "train.seed=5")))
+    b = parameters(_train(tiny_config("dcgan", "train.seed=5")))
+    c = parameters(_train(tiny_config("dcgan", "train.seed=6")))
+    assert_same(a, b)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("family, extra", [
+    # batch norm buffers, EMA, gradient accumulation, a cosine schedule with warm-up: the schedule spans
+    # train.steps, so the first part is a 2N-step run interrupted after N steps
+    ("dcgan", ["train.lr_schedule=cosine", "train.warmup_steps=2", "train.accumulate=2"]),
+    # a constant rate: N steps, then resumed with --steps 2N; G every n_critic=2 steps, resumed at an
+    # odd step; the penalty's random mixing weights
+    ("wgan-gp", []),
+])
+def test_resume_is_bit_identical(tmp_path, family, extra):
+    n = 3
+    straight = _train(tiny_config(family, *extra, steps=2 * n), str(tmp_path / "straight"))
+    interrupted = bool(extra)
+    first = Trainer(tiny_config(family, *extra, steps=2 * n if interrupted else n),
+                    str(tmp_path / "resumed"))
+    first.fit(steps=n)
+    assert first.step == n
+    second = Trainer(tiny_config(family, *extra, steps=2 * n), str(tmp_path / "resumed"), resume=True)
+    assert second.step == n and second.resumed_from.endswith(ckpt.checkpoint_name(n))
+    second.fit()
+    assert_same(parameters(straight), parameters(second))
+    for name in straight.ema:
+        assert_same(straight.ema[name].module.state_dict(), second.ema[name].module.state_dict())
+    for name in straight.optimizers:
+        a, b = straight.optimizers[name].state_dict(), second.optimizers[name].state_dict()
+        for index, state in a["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, b["state"][index][key]), (name, index, key)
+    final_a = ckpt.load_checkpoint(ckpt.latest_checkpoint(str(tmp_path / "straight")))
+    final_b = ckpt.load_checkpoint(ckpt.latest_checkpoint(str(tmp_path / "resumed")))
+    assert torch.equal(final_a["rng"]["draws"], final_b["rng"]["draws"])
+
+
+def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
+    trainer = _train(tiny_config("dcgan", "train.lr_schedule=linear"), str(tmp_path))
+    state = torch.load(ckpt.latest_checkpoint(str(tmp_path)), weights_only=True)
+    assert {"nets", "ema", "optimizers", "scaler", "schedule", "rng", "config", "step", "images_seen",
+            "nonfinite_steps", "data_spec"} <= set(state)
+    assert set(state["nets"]) == set(state["optimizers"]) == {"G", "D"} and set(state["ema"]) == {"G"}
+    assert state["config"] == trainer.config and state["step"] == 4 and state["images_seen"] == 32
+    assert {"torch", "python", "numpy"} <= set(state["rng"]["per_rank"][0])
+    assert state["schedule"]["factor"] == trainer._lr_factor(4)
+
+
+def test_resume_with_another_config_is_refused_unless_forced(tmp_path):
+    _train(tiny_config("dcgan", steps=2), str(tmp_path))
+    changed = tiny_config("dcgan", "model.lr_d=0.001", "model.betas_d=[0.0, 0.9]", steps=4)
+    with pytest.raises(ConfigMismatchError) as err:
+        Trainer(changed, str(tmp_path), resume=True)
+    assert "model.lr_d: 0.0002 -> 0.001" in str(err.value) and "model.betas_d" in str(err.value)
+    forced = Trainer(changed, str(tmp_path), resume=True, force=True)
+    forced.fit()
+    group = forced.optimizers["D"].param_groups[0]
+    assert group["lr"] == 0.001 and tuple(group["betas"]) == (0.0, 0.9)  # the new settings apply
+    # more steps and other logging are not "another config" (with a constant learning rate)
+    Trainer(tiny_config("dcgan", "model.lr_d=0.001", "model.betas_d=[0.0, 0.9]", "log.every=1", steps=8),
+            str(tmp_path), resume=True)
+
+
+def test_more_steps_under_a_decaying_schedule_is_a_difference(tmp_path):
+    _train(tiny_config("dcgan", "train.lr_schedule=linear", steps=2), str(tmp_path))
+    with pytest.raises(ConfigMismatchError, match="train.steps: 2 -> 4 .the linear learning-rate schedule"):
+        Trainer(tiny_config("dcgan", "train.lr_schedule=linear", steps=4), str(tmp_path), resume=True)
+
+
+def test_resume_refuses_other_networks_and_families(tmp_path):
+    _train(tiny_config("dcgan", steps=1), str(tmp_path))
+    with pytest.raises(ckpt.CheckpointError, match="does not fit"):
+        Trainer(tiny_config("dcgan", "model.g_width=8", steps=2), str(tmp_path), resume=True, force=True)
+    with pytest.raises(ConfigMismatchError, match="is a 'dcgan' run"):
+        Trainer(tiny_config("wgan-gp", steps=2), str(tmp_path), resume=True, force=True)
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path):
+    _train(tiny_config("dcgan", steps=1), str(tmp_path))
+    with pytest.raises(RunExistsError, match="--resume"):
+        Trainer(tiny_config("dcgan", steps=2), str(tmp_path)).fit()
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoint to resume"):
+        Trainer(tiny_config("dcgan", steps=2), str(tmp_path / "fresh"), resume=True)
+
+
+def test_run_folder_contents(tmp_path):
+    config = tiny_config("dcgan", "log.every=2", "log.sample_every=3", "log.checkpoint_every=2", "log.keep=2",
+                         "log.tensorboard=true", steps=7)
+    trainer = _train(config, str(tmp_path))
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == trainer.config
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6, 7]
+    for r in records:
+        assert {"D/loss", "G/loss", "D/grad_norm", "images_per_s", "sec_per_step", "nonfinite_steps"} \
+            <= set(r)
+        assert all(math.isfinite(v) for v in r.values())
+    assert sorted(os.listdir(tmp_path / "samples")) == ["00000003.png", "00000006.png", "final.png"]
+    assert [s for s, _ in ckpt.list_checkpoints(str(tmp_path))] == [6, 7]
+    pytest.importorskip("tensorboard")
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path / "tb"))
+
+
+def test_sample_grid_is_drawn_at_fixed_latents(tmp_path):
+    from PIL import Image
+
+    trainer = _train(tiny_config("dcgan", "log.sample_n=6", steps=1), str(tmp_path))
+    first = trainer.generate(trainer.sample_latents)
+    assert torch.equal(first, trainer.generate(trainer.sample_latents))
+    with Image.open(tmp_path / "samples" / "final.png") as img:
+        assert img.size == (3 * (8 + 2) + 2, 2 * (8 + 2) + 2)  # 6 samples of 8x8 on a 3x2 grid
+
+
+def test_bf16_autocast_runs_on_the_cpu_and_changes_the_numbers():
+    fp32 = parameters(_train(tiny_config("dcgan", steps=2)))
+    bf16 = parameters(_train(tiny_config("dcgan", "train.precision=bf16", steps=2)))
+    assert all(torch.isfinite(v).all() for v in bf16.values())
+    assert all(v.dtype == fp32[k].dtype for k, v in bf16.items())  # weights stay float32
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32)
+
+
+def test_fp16_needs_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        Trainer(tiny_config("dcgan", "train.precision=fp16"))
+
+
+@pytest.mark.gpu
+def test_fp16_with_grad_scaler_and_gradient_penalty_on_the_gpu():
+    trainer = _train(tiny_config("wgan-gp", "train.precision=fp16", "train.device=cuda", steps=6))
+    assert trainer.scaler.is_enabled() and trainer.nonfinite_steps == 0
+    assert all(torch.isfinite(v).all() for v in parameters(trainer).values())
+
+
+def test_channels_last_gives_the_same_training():
+    plain = parameters(_train(tiny_config("dcgan", steps=2)))
+    trainer = _train(tiny_config("dcgan", "train.channels_last=true", steps=2))
+    conv = trainer.nets["D"].net[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    for key, value in parameters(trainer).items():
+        assert torch.allclose(value, plain[key], atol=1e-5), key
+
+
+def test_compile_skips_networks_differentiated_twice():
+    trainer = _train(tiny_config("wgan-gp", "train.compile=eager", steps=3))
+    assert trainer.nets["G"]._compiled_call_impl is not None
+    assert trainer.nets["D"]._compiled_call_impl is None  # the critic is under a gradient penalty
+    assert all(torch.isfinite(v).all() for v in parameters(trainer).values())
+
+
+def test_gradient_accumulation_matches_one_big_batch():
+    one = parameters(_train(tiny_config("wgan-gp", steps=4, batch_size=8)))
+    for rounds in (2, 4):
+        trainer = _train(tiny_config("wgan-gp", f"train.accumulate={rounds}", steps=4, batch_size=8))
+        assert trainer.draws.rows == 8 // rounds
+        for key, value in parameters(trainer).items():  # the same samples and draws, summed in rounds
+            assert torch.allclose(one[key], value, atol=1e-6), key
+
+
+def test_batch_must_split_evenly():
+    with pytest.raises(ConfigError, match="divisible by processes"):
+        Trainer(tiny_config("dcgan", "train.accumulate=3", batch_size=8))
+
+
+@pytest.mark.parametrize("schedule, warmup, expected", [
+    ("constant", 0, [1.0, 1.0, 1.0]),
+    ("constant", 4, [0.25, 0.75, 1.0]),
+    ("linear", 0, [1.0, 0.5, 0.0]),
+    ("cosine", 0, [1.0, 0.5, 0.0]),
+])
+def test_learning_rate_schedules(schedule, warmup, expected):
+    trainer = Trainer(tiny_config("dcgan", f"train.lr_schedule={schedule}", f"train.warmup_steps={warmup}",
+                                  steps=4))
+    assert [pytest.approx(trainer._lr_factor(s)) for s in (0, 2, 4)] == expected
+    trainer.train_step()
+    assert trainer.optimizers["G"].param_groups[0]["lr"] == pytest.approx(2e-4 * trainer._lr_factor(0))
+
+
+def test_ema_follows_the_weights_with_a_ramped_decay():
+    net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.zero_()
+    ema = EMA(net, beta=0.9)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net)  # decay min(0.9, 1/10) = 0.1
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.9))
+    for _ in range(200):
+        ema.update(net)
+    assert torch.allclose(ema.module.weight, torch.ones(1, 2), atol=1e-6)
+    restored = EMA(net, beta=0.9)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.updates == 201 and torch.equal(restored.module.weight, ema.module.weight)
+
+
+def test_training_updates_the_ema_generator():
+    trainer = _train(tiny_config("dcgan", steps=3))
+    assert trainer.ema["G"].updates == 3
+    g, ema = trainer.nets["G"].state_dict(), trainer.ema["G"].module.state_dict()
+    assert any(not torch.equal(g[k], ema[k]) for k in g if g[k].is_floating_point())
+    ema_module = trainer.ema["G"].module
+    assert not ema_module.training and not any(p.requires_grad for p in ema_module.parameters())
+
+
+def test_plan_describes_the_run():
+    plan = Trainer(tiny_config("wgan-gp", "train.compile=true")).plan()
+    assert "phase      G: optimises G, every 2 steps" in plan
+    assert "compiled" in plan.splitlines()[3] and "double backward" in plan.splitlines()[4]
+    assert "ring of 8 Gaussians" in plan and "global batch 8 = 1 process(es) x 8 x 1" in plan
