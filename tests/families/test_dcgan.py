@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+from torch import nn
+
+from gancore.data import Shapes
+from gancore.families import get_family
+from gancore.families.base import ConfigError, DataSpec
+from gancore.models import DCGANDiscriminator, DCGANGenerator
+from gancore.train import Trainer, build_config
+
+
+def test_the_paper_networks_at_64x64():
+    g, d = DCGANGenerator(), DCGANDiscriminator()
+    widths = [m.out_channels for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert widths == [512, 256, 128, 64, 3]
+    assert [m.out_channels for m in d.modules() if isinstance(m, nn.Conv2d)] == [64, 128, 256, 512, 1]
+    assert not isinstance(d.net[1], nn.BatchNorm2d)  # no batch norm on D's input layer
+    z = torch.randn(2, 100)
+    with torch.no_grad():
+        images = g(z)
+        scores = d(images)
+    assert images.shape == (2, 3, 64, 64) and images.abs().max() <= 1 and scores.shape == (2,)
+
+
+def test_32x32_drops_the_widest_layer():
+    g = DCGANGenerator(resolution=32, channels=1, width=8)
+    assert [m.out_channels for m in g.modules() if isinstance(m, nn.ConvTranspose2d)] == [32, 16, 8, 1]
+    assert g(torch.randn(3, 100)).shape == (3, 1, 32, 32)
+    assert DCGANDiscriminator(resolution=32, channels=1, width=8)(torch.randn(3, 1, 32, 32)).shape == (3,)
+
+
+def test_initialisation_follows_the_paper():
+    g = DCGANGenerator(width=16)
+    conv = g.net[3].weight
+    assert abs(float(conv.mean())) < 0.002 and abs(float(conv.std()) - 0.02) < 0.002
+    bn = g.net[1].weight
+    assert abs(float(bn.mean()) - 1.0) < 0.01
+
+
+def test_bad_resolution_and_mismatched_data_are_named():
+    with pytest.raises(ValueError, match="power of two"):
+        DCGANGenerator(resolution=48)
+    family = get_family("dcgan")(get_family("dcgan").Config(resolution=32))
+    with pytest.raises(ConfigError, match=r"needs images of shape \(3, 32, 32\).*gives \(2,\)"):
+        family.build(DataSpec("x", (2,)))
+
+
+def test_default_optimisers_are_the_papers():
+    trainer = Trainer(build_config("dcgan", overrides=["model.g_width=4", "model.d_width=4",
+                                                       "model.resolution=8"]))
+    for name in ("G", "D"):
+        group = trainer.optimizers[name].param_groups[0]
+        assert group["lr"] == 2e-4 and tuple(group["betas"]) == (0.5, 0.999)
+
+
+def _feature_net():
+    """A fixed random CNN: Frechet distances of its pooled features compare image distributions."""
+    torch.manual_seed(1234)
+    return nn.Sequential(nn.Conv2d(3, 32, 3, 1, 1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(32, 64, 3, 1, 1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+
+
+def _frechet(a, b):
+    a, b = a.double().numpy(), b.double().numpy()
+    offset = 1e-6 * np.eye(a.shape[1])  # near-constant images (the initial generator) are degenerate
+    s1, s2 = np.cov(a, rowvar=False) + offset, np.cov(b, rowvar=False) + offset
+    root = linalg.sqrtm(s1 @ s2).real
+    return float(np.square(a.mean(0) - b.mean(0)).sum() + np.trace(s1 + s2 - 2 * root))
+
+
+def test_dcgan_learns_the_builtin_shapes():
+    """Frechet distance to held-out shapes, in a fixed random CNN's features, against the random-init
+    generator: a few hundred steps of DCGAN (16x16, small widths) must cut it well down."""
+    held_out = Shapes(size=2000, resolution=16, seed=99)
+    images = torch.stack([held_out[i]["image"] for i in range(2000)])
+    features = _feature_net()
+    with torch.no_grad():
+        real_a, real_b = features(images[:1000]), features(images[1000:])
+    floor = _frechet(real_a, real_b)  # two samples of the real distribution
+
+    config = build_config("dcgan", overrides=[
+        "model.resolution=16", "model.g_width=32", "model.d_width=32", "train.batch_size=64",
+        "train.steps=200", "log.progress=false"])
+    trainer = Trainer(config)
+    latents = trainer.family.make_latents(1000, torch.Generator().manual_seed(5), trainer.device)
+
+    def distance():
+        with torch.no_grad():
+            return _frechet(features(trainer.generate(latents)), real_a)
+
+    initial = distance()
+    trainer.fit()
+    trained = distance()
+    assert initial > 100 * floor, (initial, floor)
+    assert trained < 0.35 * initial, (initial, trained, floor)
