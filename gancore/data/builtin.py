@@ -56,11 +56,11 @@ def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tu
     return [(cx + r * x, cy + r * y) for x, y in corners]
 
 
-def draw_shape(rng: random.Random, resolution: int, palette: tuple = PALETTE_ANY,
-               kind: str | None = None) -> tuple[Image.Image, Image.Image, int]:
+def draw_shape(rng: random.Random, resolution: int,
+               palette: tuple = PALETTE_ANY) -> tuple[Image.Image, Image.Image, int]:
     """One random shape: (RGB image, edge map "L" with white edges on black, shape class index)."""
     (h0, h1), (s0, s1), (v0, v1), (b0, b1) = palette
-    label = SHAPES.index(kind) if kind is not None else rng.randrange(len(SHAPES))
+    label = rng.randrange(len(SHAPES))
     big = resolution * _SUPERSAMPLE
     grey = round(255 * rng.uniform(b0, b1))
     rgb = colorsys.hsv_to_rgb(rng.uniform(h0, h1) % 1.0, rng.uniform(s0, s1), rng.uniform(v0, v1))

@@ -14,7 +14,6 @@ devices, precision, DDP, gradient accumulation, optimiser steps, EMA, checkpoint
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -153,6 +152,3 @@ class Family:
         from gancore.train.visual import save_samples
 
         save_samples(samples, path)
-
-    def config_dict(self) -> dict:
-        return dataclasses.asdict(self.config)

@@ -339,7 +339,7 @@ class Trainer:
                     loss = loss / len(rounds)
                     (self.scaler.scale(loss) if scaling else loss).backward()
                 for key, value in out.items():
-                    value = value.detach().float() / len(rounds)
+                    value = torch.as_tensor(value, device=self.device).detach().float() / len(rounds)
                     logged[key] = logged[key] + value if key in logged else value
         if scaling:
             self.scaler.unscale_(optimizer)
@@ -369,9 +369,9 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = self.specs[name].lr * factor
         rounds = self._next_batch()
-        skipped = [phase.name for phase in self.phases
-                   if phase.due(self.step) and not self._run_phase(phase, rounds)]
-        if self.scaler.is_enabled():
+        due = [phase for phase in self.phases if phase.due(self.step)]
+        skipped = [phase.name for phase in due if not self._run_phase(phase, rounds)]
+        if due and self.scaler.is_enabled():
             self.scaler.update()
         self.step += 1
         self.images_seen += self.train_config.batch_size
