@@ -32,16 +32,11 @@ def _metrics_module() -> Any:
             from err
 
 
-def _mean_cov(stats: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    if hasattr(stats, "mean_cov"):
-        return stats.mean_cov()
-    return stats.mean, stats.cov
-
-
 class FIDHook:
     """FID between generator samples and the training data, with gancore.metrics' built-in (offline)
-    feature extractor. The real statistics are computed once; the fake ones at fixed latents each time.
-    Every process extracts its share and the features are gathered, so all agree on the result."""
+    feature extractor: FeatureStats(dim).update(features) -> .mu, .sigma, then frechet_distance.
+    The real statistics are computed once; the fake ones at fixed latents each time. Every process
+    extracts its share and the features are gathered, so all agree on the result."""
 
     def __init__(self, every: int, num_samples: int, batch_size: int = 64) -> None:
         self.every, self.num_samples, self.batch_size = every, num_samples, batch_size
@@ -89,4 +84,4 @@ class FIDHook:
             stats.update(feats)
         if stats is None:
             raise ConfigError(f"metrics.num_samples={self.num_samples} leaves no sample per process")
-        return _mean_cov(stats)
+        return stats.mu, stats.sigma

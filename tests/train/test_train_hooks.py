@@ -22,11 +22,11 @@ class _Stats:
         self.rows.append(feats)
 
     @property
-    def mean(self):
+    def mu(self):
         return torch.cat(self.rows).mean(0)
 
     @property
-    def cov(self):
+    def sigma(self):
         return torch.cov(torch.cat(self.rows).T)
 
 
