@@ -95,10 +95,19 @@ def _trainer(images: torch.Tensor, resolution: int, width: int, batch: int, prec
     return trainer.train_step
 
 
+def _precisions(device: torch.device) -> list[str]:
+    return ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
+
+
+def count(ctx: BenchContext) -> int:
+    """Rows that run() yields: two contenders per precision."""
+    return 2 * len(_precisions(ctx.device))
+
+
 def run(ctx: BenchContext) -> Iterable[dict]:
     device = ctx.device
     resolution, width, batch = (32, 16, 16) if ctx.quick else (32, 64, 64)
-    precisions = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
+    precisions = _precisions(device)
     pairs = ctx.repeats if ctx.quick else 2 * ctx.repeats
     images = torch.rand(max(4 * batch, 256), 3, resolution, resolution,
                         generator=torch.Generator().manual_seed(0)) * 2 - 1
