@@ -19,9 +19,11 @@ class BenchContext:
     alloc: str = "default"  # "default" or "tuned" (gancore.tune_cpu_allocator applied)
     repeats: int = 15
     warmup: int = 3
+    max_seconds: float = 5.0  # per measurement: huge shapes get fewer samples, never fewer than 3
 
     def time(self, fn: Callable[[], object]) -> dict:
-        return measure(fn, device=self.device, repeats=self.repeats, warmup=self.warmup)
+        return measure(fn, device=self.device, repeats=self.repeats, warmup=self.warmup,
+                       max_seconds=self.max_seconds)
 
 
 def _sync(device: torch.device) -> None:

@@ -1,0 +1,277 @@
+// Instance norm + leaky activation (+ residual) kernels for one sample or one plane.
+// Included twice by instance_norm.cpp: once compiled for AVX2+FMA, once for the baseline ISA, and
+// picked at run time, so an installed package is fast without -march=native.
+// Plain loops with `omp simd` reductions: the compiler vectorises them for the target ISA.
+// T is the storage type, A the accumulation type (float, or double for double inputs).
+
+static constexpr int64_t kChunk = 512;  // elements per statistics chunk: stays in L1
+
+template <typename T, typename A>
+Moments plane_moments(const T* x, int64_t n) {
+  Moments m;
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t len = std::min(kChunk, n - i0);
+    const T* p = x + i0;
+    A sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < len; ++i) sum += static_cast<A>(p[i]);
+    const A mean = sum / static_cast<A>(len);
+    A m2 = 0;
+#pragma omp simd reduction(+ : m2)
+    for (int64_t i = 0; i < len; ++i) {
+      const A d = static_cast<A>(p[i]) - mean;
+      m2 += d * d;
+    }
+    m.merge(static_cast<double>(len), static_cast<double>(mean), static_cast<double>(m2));
+  }
+  return m;
+}
+
+// out = leaky((x - mean) * scale + shift, slope) [+ res]
+template <typename T, typename A>
+void plane_normalize(const T* x, const T* res, T* out, int64_t n, A mean, A scale, A shift, A slope) {
+  if (res != nullptr) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const A y = (static_cast<A>(x[i]) - mean) * scale + shift;
+      out[i] = static_cast<T>(leaky(y, slope) + static_cast<A>(res[i]));
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const A y = (static_cast<A>(x[i]) - mean) * scale + shift;
+      out[i] = static_cast<T>(leaky(y, slope));
+    }
+  }
+}
+
+// Sums over a plane of dy = g * leaky'(y) and dy * xhat, in chunks flushed to double.
+template <typename T, typename A>
+void plane_grad_sums(const T* g, const T* x, int64_t n, A mean, A rstd, A scale, A shift, A slope,
+                     double& sum_dy, double& sum_dy_xhat) {
+  sum_dy = 0;
+  sum_dy_xhat = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t len = std::min(kChunk, n - i0);
+    A s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t i = i0; i < i0 + len; ++i) {
+      const A centred = static_cast<A>(x[i]) - mean;
+      const A dy = static_cast<A>(g[i]) * leaky_grad(centred * scale + shift, slope);
+      s1 += dy;
+      s2 += dy * (centred * rstd);
+    }
+    sum_dy += s1;
+    sum_dy_xhat += s2;
+  }
+}
+
+// dx = w * rstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+template <typename T, typename A>
+void plane_grad_input(const T* g, const T* x, T* dx, int64_t n, A mean, A rstd, A scale, A shift, A slope,
+                      A mean_dy, A mean_dy_xhat) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const A centred = static_cast<A>(x[i]) - mean;
+    const A dy = static_cast<A>(g[i]) * leaky_grad(centred * scale + shift, slope);
+    dx[i] = static_cast<T>(scale * (dy - mean_dy - centred * rstd * mean_dy_xhat));
+  }
+}
+
+// ---- channels-last: a block of `rows` rows of C channels, contiguous --------------------------
+
+// Per-channel mean and M2 of a block (two passes; the block is sized to stay in L2).
+template <typename T, typename A>
+void block_moments(const T* x, int64_t rows, int64_t C, A* mean, A* m2) {
+  for (int64_t c = 0; c < C; ++c) mean[c] = 0, m2[c] = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* p = x + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) mean[c] += static_cast<A>(p[c]);
+  }
+  const A inv = A(1) / static_cast<A>(rows);
+  for (int64_t c = 0; c < C; ++c) mean[c] *= inv;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* p = x + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const A d = static_cast<A>(p[c]) - mean[c];
+      m2[c] += d * d;
+    }
+  }
+}
+
+template <typename T, typename A>
+void block_normalize(const T* x, const T* res, T* out, int64_t rows, int64_t C, const A* mean,
+                     const A* scale, const A* shift, A slope) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * C;
+    if (res != nullptr) {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) {
+        const A y = (static_cast<A>(x[o + c]) - mean[c]) * scale[c] + shift[c];
+        out[o + c] = static_cast<T>(leaky(y, slope) + static_cast<A>(res[o + c]));
+      }
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) {
+        const A y = (static_cast<A>(x[o + c]) - mean[c]) * scale[c] + shift[c];
+        out[o + c] = static_cast<T>(leaky(y, slope));
+      }
+    }
+  }
+}
+
+template <typename T, typename A>
+void block_grad_sums(const T* g, const T* x, int64_t rows, int64_t C, const A* mean, const A* rstd,
+                     const A* scale, const A* shift, A slope, A* sum_dy, A* sum_dy_xhat) {
+  for (int64_t c = 0; c < C; ++c) sum_dy[c] = 0, sum_dy_xhat[c] = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const A centred = static_cast<A>(x[o + c]) - mean[c];
+      const A dy = static_cast<A>(g[o + c]) * leaky_grad(centred * scale[c] + shift[c], slope);
+      sum_dy[c] += dy;
+      sum_dy_xhat[c] += dy * centred * rstd[c];
+    }
+  }
+}
+
+template <typename T, typename A>
+void block_grad_input(const T* g, const T* x, T* dx, int64_t rows, int64_t C, const A* mean, const A* rstd,
+                      const A* scale, const A* shift, A slope, const A* mean_dy, const A* mean_dy_xhat) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const A centred = static_cast<A>(x[o + c]) - mean[c];
+      const A dy = static_cast<A>(g[o + c]) * leaky_grad(centred * scale[c] + shift[c], slope);
+      dx[o + c] = static_cast<T>(scale[c] * (dy - mean_dy[c] - centred * rstd[c] * mean_dy_xhat[c]));
+    }
+  }
+}
+
+// ---- drivers over a whole (N, C, S) tensor ---------------------------------------------------
+
+// Rows per channels-last block: ~64 KiB of input, so the second pass reads from L2.
+template <typename T>
+int64_t block_rows(int64_t C, int64_t S) {
+  const int64_t rows = std::max<int64_t>(1, (64 * 1024) / (C * static_cast<int64_t>(sizeof(T))));
+  return std::min<int64_t>({rows, 1024, S});
+}
+
+template <typename T, typename A>
+void forward_nchw(const T* x, const T* res, T* out, A* mean_out, A* rstd_out, int64_t N, int64_t C, int64_t S,
+                  Affine<A> aff, A eps, A slope) {
+  at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % C, off = p * S;
+      const Moments m = plane_moments<T, A>(x + off, S);
+      const A mean = static_cast<A>(m.mean);
+      const A rstd = static_cast<A>(1.0 / std::sqrt(m.m2 / m.count + static_cast<double>(eps)));
+      plane_normalize<T, A>(x + off, res ? res + off : nullptr, out + off, S, mean, rstd * aff.w(c), aff.b(c),
+                            slope);
+      mean_out[p] = mean;
+      rstd_out[p] = rstd;
+    }
+  });
+}
+
+template <typename T, typename A>
+void forward_cl(const T* x, const T* res, T* out, A* mean_out, A* rstd_out, int64_t N, int64_t C, int64_t S,
+                Affine<A> aff, A eps, A slope) {
+  const int64_t rows = block_rows<T>(C, S);
+  const int64_t blocks = (S + rows - 1) / rows;
+  std::vector<A> part_mean(blocks * C), part_m2(blocks * C), mean(C), scale(C), shift(C);
+  // One sample at a time: its statistics pass leaves it in the last-level cache for the
+  // normalisation pass that follows.
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t base = n * S * C;
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t r0 = k * rows, nr = std::min(rows, S - r0);
+        block_moments<T, A>(x + base + r0 * C, nr, C, &part_mean[k * C], &part_m2[k * C]);
+      }
+    });
+    for (int64_t c = 0; c < C; ++c) {
+      Moments m;
+      for (int64_t k = 0; k < blocks; ++k) {
+        const int64_t nr = std::min(rows, S - k * rows);
+        m.merge(static_cast<double>(nr), static_cast<double>(part_mean[k * C + c]),
+                static_cast<double>(part_m2[k * C + c]));
+      }
+      const A rstd = static_cast<A>(1.0 / std::sqrt(m.m2 / m.count + static_cast<double>(eps)));
+      mean[c] = static_cast<A>(m.mean);
+      scale[c] = rstd * aff.w(c);
+      shift[c] = aff.b(c);
+      mean_out[n * C + c] = mean[c];
+      rstd_out[n * C + c] = rstd;
+    }
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t o = base + k * rows * C, nr = std::min(rows, S - k * rows);
+        block_normalize<T, A>(x + o, res ? res + o : nullptr, out + o, nr, C, mean.data(), scale.data(),
+                              shift.data(), slope);
+      }
+    });
+  }
+}
+
+// Per-(n, c) sums of dy and dy * xhat go to a staging buffer, reduced over n in a fixed order:
+// deterministic dweight/dbias without atomics.
+template <typename T, typename A>
+void backward_nchw(const T* g, const T* x, T* dx, const A* mean, const A* rstd, double* sum_dy,
+                   double* sum_dy_xhat, int64_t N, int64_t C, int64_t S, Affine<A> aff, A slope) {
+  at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % C, off = p * S;
+      const A scale = rstd[p] * aff.w(c), shift = aff.b(c);
+      plane_grad_sums<T, A>(g + off, x + off, S, mean[p], rstd[p], scale, shift, slope, sum_dy[p],
+                            sum_dy_xhat[p]);
+      if (dx != nullptr) {
+        const A inv = static_cast<A>(1.0 / static_cast<double>(S));
+        plane_grad_input<T, A>(g + off, x + off, dx + off, S, mean[p], rstd[p], scale, shift, slope,
+                               static_cast<A>(sum_dy[p]) * inv, static_cast<A>(sum_dy_xhat[p]) * inv);
+      }
+    }
+  });
+}
+
+template <typename T, typename A>
+void backward_cl(const T* g, const T* x, T* dx, const A* mean, const A* rstd, double* sum_dy,
+                 double* sum_dy_xhat, int64_t N, int64_t C, int64_t S, Affine<A> aff, A slope) {
+  const int64_t rows = block_rows<T>(C, S);
+  const int64_t blocks = (S + rows - 1) / rows;
+  std::vector<A> part_dy(blocks * C), part_dyx(blocks * C), scale(C), shift(C), mdy(C), mdyx(C);
+  const A inv = static_cast<A>(1.0 / static_cast<double>(S));
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t base = n * S * C;
+    const A* mean_n = mean + n * C;
+    const A* rstd_n = rstd + n * C;
+    for (int64_t c = 0; c < C; ++c) scale[c] = rstd_n[c] * aff.w(c), shift[c] = aff.b(c);
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t o = base + k * rows * C, nr = std::min(rows, S - k * rows);
+        block_grad_sums<T, A>(g + o, x + o, nr, C, mean_n, rstd_n, scale.data(), shift.data(), slope,
+                              &part_dy[k * C], &part_dyx[k * C]);
+      }
+    });
+    for (int64_t c = 0; c < C; ++c) {
+      double s1 = 0, s2 = 0;
+      for (int64_t k = 0; k < blocks; ++k) s1 += part_dy[k * C + c], s2 += part_dyx[k * C + c];
+      sum_dy[n * C + c] = s1;
+      sum_dy_xhat[n * C + c] = s2;
+      mdy[c] = static_cast<A>(s1) * inv;
+      mdyx[c] = static_cast<A>(s2) * inv;
+    }
+    if (dx == nullptr) continue;
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t o = base + k * rows * C, nr = std::min(rows, S - k * rows);
+        block_grad_input<T, A>(g + o, x + o, dx + o, nr, C, mean_n, rstd_n, scale.data(), shift.data(), slope,
+                               mdy.data(), mdyx.data());
+      }
+    });
+  }
+}
