@@ -59,8 +59,9 @@ setup(
     name="gancore",
     version="0.1.0",
     description="Fused kernels and a thin trainer for generative adversarial networks",
-    packages=find_packages(include=["gancore", "gancore.*"]) + ["gancore.kernels"],
-    package_dir={"gancore.kernels": "kernels"},
+    # gancore/kernels is a symlink to kernels/, so the Triton kernels import as gancore.kernels
+    # from a source checkout and from an install alike.
+    packages=find_packages(include=["gancore", "gancore.*"]),
     python_requires=">=3.10",
     install_requires=["torch", "numpy", "tqdm", "pillow", "pyyaml"],
     extras_require={

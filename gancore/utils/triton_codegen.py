@@ -38,16 +38,14 @@ def compile_case(case: dict, arch: int) -> dict:
     return report
 
 
-def _ptxas() -> str | None:
-    import shutil
+def _ptxas(arch: int) -> str | None:
+    """The ptxas Triton itself uses for `arch` (its bundled ones differ in the PTX versions they take)."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
 
-    import triton
-
-    bundled = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-    for path in (bundled, shutil.which("ptxas"), "/usr/local/cuda/bin/ptxas"):
-        if path and os.path.exists(path):
-            return path
-    return None
+        return get_ptxas(arch).path
+    except (ImportError, AttributeError, RuntimeError):
+        return None
 
 
 def _resources(ptx: str, arch: int) -> dict:
@@ -55,7 +53,7 @@ def _resources(ptx: str, arch: int) -> dict:
     import subprocess
     import tempfile
 
-    ptxas = _ptxas()
+    ptxas = _ptxas(arch)
     if ptxas is None:
         return {"registers": None, "spill_bytes": None}
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,9 +65,11 @@ def _resources(ptx: str, arch: int) -> dict:
                              capture_output=True, text=True)
     log = run.stdout + run.stderr
     regs = re.findall(r"Used (\d+) registers", log)
+    if run.returncode != 0 or not regs:
+        return {"registers": None, "spill_bytes": None, "ptxas_error": log.strip()[-500:]}
+    # ptxas prints the spill line only when something spills
     spills = re.findall(r"(\d+) bytes spill stores", log)
-    return {"registers": max(map(int, regs)) if regs else None,
-            "spill_bytes": sum(map(int, spills)) if spills else None}
+    return {"registers": max(map(int, regs)), "spill_bytes": sum(map(int, spills))}
 
 
 def compile_modules(names: list[str]) -> list[dict]:
