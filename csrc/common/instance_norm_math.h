@@ -27,17 +27,28 @@ GANCORE_HD A leaky_grad(A y, A slope) {
 
 // Running (count, mean, M2) of a set, merged with another set's by Chan et al.'s pairwise
 // formula: exact to rounding whatever the offset of the data, unlike E[x^2] - E[x]^2.
-struct Moments {
-  double count = 0, mean = 0, m2 = 0;
+template <typename A>
+struct MomentsT {
+  A count = 0, mean = 0, m2 = 0;
 
-  GANCORE_HD void merge(double n_b, double mean_b, double m2_b) {
-    if (n_b == 0) return;
-    const double total = count + n_b;
-    const double delta = mean_b - mean;
+  GANCORE_HD void merge(A n_b, A mean_b, A m2_b) {
+    if (n_b == A(0)) return;
+    const A total = count + n_b;
+    const A delta = mean_b - mean;
     mean += delta * (n_b / total);
     m2 += m2_b + delta * delta * (count * n_b / total);
     count = total;
   }
+
+  // Welford's update: one value at a time (the GPU's per-thread accumulation).
+  GANCORE_HD void push(A v) {
+    count += A(1);
+    const A delta = v - mean;
+    mean += delta / count;
+    m2 += delta * (v - mean);
+  }
 };
+
+using Moments = MomentsT<double>;
 
 }  // namespace gancore

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/instance_norm_math.h"
+#include "tensor_utils.h"
 
 namespace gancore {
 
@@ -54,34 +55,8 @@ bool use_avx2() {
 
 std::string cpu_isa() { return use_avx2() ? "avx2" : "baseline"; }
 
-enum class Layout { kContiguous, kChannelsLast };
-
-// (N, C, S) view of x: contiguous, or channels-last (dims permuted to N, *spatial, C contiguous).
-Layout layout_of(const at::Tensor& x) {
-  if (x.is_contiguous()) return Layout::kContiguous;
-  std::vector<int64_t> perm = {0};
-  for (int64_t d = 2; d < x.dim(); ++d) perm.push_back(d);
-  perm.push_back(1);
-  TORCH_CHECK(x.permute(perm).is_contiguous(),
-              "instance_norm_act (cpu): expected a contiguous or channels-last tensor, got strides ",
-              x.strides());
-  return Layout::kChannelsLast;
-}
-
 template <typename T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-template <typename A>
-const A* optional_ptr(const c10::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? t->data_ptr<A>() : nullptr;
-}
-
-void check_param(const c10::optional<at::Tensor>& t, const char* name, int64_t C, at::ScalarType acc) {
-  if (!t.has_value() || !t->defined()) return;
-  TORCH_CHECK(t->dim() == 1 && t->size(0) == C && t->is_contiguous() && t->scalar_type() == acc, name,
-              " must be a contiguous 1-D tensor of ", C, " values of ", acc, ", got ", t->sizes(), " ",
-              t->scalar_type());
-}
 
 std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
                                 const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
@@ -89,9 +64,9 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Ten
   TORCH_CHECK(x.device().is_cpu() && x.dim() >= 3, "x must be a CPU tensor (N, C, *spatial), got ", x.sizes());
   const Layout layout = layout_of(x);
   const int64_t N = x.size(0), C = x.size(1), S = x.numel() / std::max<int64_t>(N * C, 1);
-  const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  check_param(weight, "weight", C, acc);
-  check_param(bias, "bias", C, acc);
+  const auto acc = acc_type_of(x.scalar_type());
+  check_param(weight, "weight", C, acc, x.device());
+  check_param(bias, "bias", C, acc, x.device());
   if (residual.has_value() && residual->defined()) {
     TORCH_CHECK(residual->sizes() == x.sizes() && residual->strides() == x.strides() &&
                     residual->scalar_type() == x.scalar_type(),
@@ -129,9 +104,9 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, co
               "grad must match x in shape, strides and dtype; got ", grad.sizes(), " vs ", x.sizes());
   const Layout layout = layout_of(x);
   const int64_t N = x.size(0), C = x.size(1), S = x.numel() / std::max<int64_t>(N * C, 1);
-  const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  check_param(weight, "weight", C, acc);
-  check_param(bias, "bias", C, acc);
+  const auto acc = acc_type_of(x.scalar_type());
+  check_param(weight, "weight", C, acc, x.device());
+  check_param(bias, "bias", C, acc, x.device());
   TORCH_CHECK(mean.sizes() == at::IntArrayRef({N, C}) && rstd.sizes() == mean.sizes() && mean.is_contiguous() &&
                   rstd.is_contiguous() && mean.scalar_type() == acc && rstd.scalar_type() == acc,
               "mean and rstd must be contiguous (N, C) tensors of ", acc);
