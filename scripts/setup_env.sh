@@ -18,5 +18,11 @@ if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stam
   touch "$stamp"
 fi
 # Editable install builds gancore._C against the torch in .venv (hence no build isolation).
-pip install --no-build-isolation --no-deps -e .
-.venv/bin/python -c "import gancore, json; print(json.dumps(gancore.ops.backends(), indent=1))" >/dev/null
+# Rebuilt only when the C++/CUDA sources or setup.py change (or the module does not import).
+build_hash=$(cat setup.py $(find csrc -type f | sort) | sha256sum | cut -d' ' -f1)
+if [ "$(cat .venv/.gancore-build 2>/dev/null)" != "$build_hash" ] || ! .venv/bin/python -c "import gancore._C" 2>/dev/null; then
+  echo "building gancore._C (a minute or two on 2 cores)..." >&2
+  pip install --no-build-isolation --no-deps -e .
+  .venv/bin/python -c "import gancore._C" || { echo "gancore._C failed to build" >&2; exit 1; }
+  echo "$build_hash" > .venv/.gancore-build
+fi
