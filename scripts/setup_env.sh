@@ -7,7 +7,15 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
+# pip, quiet, without the local index's harmless "is ignored" notes; failures still fail.
+pip() {
+  local log status=0
+  log=$(mktemp)
+  .venv/bin/python -m pip --disable-pip-version-check -q "$@" >"$log" 2>&1 || status=$?
+  grep -v "is ignored: it is neither" "$log" >&2 || true
+  rm -f "$log"
+  return "$status"
+}
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   pip install torch==2.13.0
 fi
