@@ -19,7 +19,7 @@ pip() {
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   pip install torch==2.13.0
 fi
-.venv/bin/python -c "import torch" || { echo "torch failed to install" >&2; exit 1; }
+.venv/bin/python -c "import torch" >/dev/null 2>&1 || { echo "torch failed to install" >&2; exit 1; }
 stamp=.venv/.gancore-deps
 if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   pip install triton numpy tqdm pillow pyyaml matplotlib scipy pytest pytest-benchmark ruff setuptools wheel

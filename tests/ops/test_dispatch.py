@@ -7,8 +7,7 @@ import torch
 
 import gancore
 from gancore import _ext
-from gancore.ops import BackendUnavailable, instance_norm_act, record_backends
-from gancore.ops import _dispatch
+from gancore.ops import BackendUnavailable, _dispatch, instance_norm_act, record_backends
 
 
 @pytest.fixture
