@@ -178,15 +178,27 @@ void forward_nchw(const T* x, const T* res, T* out, A* mean_out, A* rstd_out, in
   });
 }
 
+// Runs body(n) for every sample. With at least as many samples as threads, each thread takes whole
+// samples (the blocks loops inside run inline: no barrier per sample, and a sample's second pass
+// reads from the last-level cache). With fewer, samples go one by one and their blocks are split.
+template <typename Body>
+void for_each_sample(int64_t N, const Body& body) {
+  if (N >= at::get_num_threads()) {
+    at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) body(n);
+    });
+  } else {
+    for (int64_t n = 0; n < N; ++n) body(n);
+  }
+}
+
 template <typename T, typename A>
 void forward_cl(const T* x, const T* res, T* out, A* mean_out, A* rstd_out, int64_t N, int64_t C, int64_t S,
                 Affine<A> aff, A eps, A slope) {
   const int64_t rows = block_rows<T>(C, S);
   const int64_t blocks = (S + rows - 1) / rows;
-  std::vector<A> part_mean(blocks * C), part_m2(blocks * C), mean(C), scale(C), shift(C);
-  // One sample at a time: its statistics pass leaves it in the last-level cache for the
-  // normalisation pass that follows.
-  for (int64_t n = 0; n < N; ++n) {
+  for_each_sample(N, [&](int64_t n) {
+    std::vector<A> part_mean(blocks * C), part_m2(blocks * C), mean(C), scale(C), shift(C);
     const int64_t base = n * S * C;
     at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t k = begin; k < end; ++k) {
@@ -215,7 +227,7 @@ void forward_cl(const T* x, const T* res, T* out, A* mean_out, A* rstd_out, int6
                               shift.data(), slope);
       }
     });
-  }
+  });
 }
 
 // Per-(n, c) sums of dy and dy * xhat go to a staging buffer, reduced over n in a fixed order:
@@ -243,9 +255,9 @@ void backward_cl(const T* g, const T* x, T* dx, const A* mean, const A* rstd, do
                  double* sum_dy_xhat, int64_t N, int64_t C, int64_t S, Affine<A> aff, A slope) {
   const int64_t rows = block_rows<T>(C, S);
   const int64_t blocks = (S + rows - 1) / rows;
-  std::vector<A> part_dy(blocks * C), part_dyx(blocks * C), scale(C), shift(C), mdy(C), mdyx(C);
   const A inv = static_cast<A>(1.0 / static_cast<double>(S));
-  for (int64_t n = 0; n < N; ++n) {
+  for_each_sample(N, [&](int64_t n) {
+    std::vector<A> part_dy(blocks * C), part_dyx(blocks * C), scale(C), shift(C), mdy(C), mdyx(C);
     const int64_t base = n * S * C;
     const A* mean_n = mean + n * C;
     const A* rstd_n = rstd + n * C;
@@ -265,7 +277,7 @@ void backward_cl(const T* g, const T* x, T* dx, const A* mean, const A* rstd, do
       mdy[c] = static_cast<A>(s1) * inv;
       mdyx[c] = static_cast<A>(s2) * inv;
     }
-    if (dx == nullptr) continue;
+    if (dx == nullptr) return;
     at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t k = begin; k < end; ++k) {
         const int64_t o = base + k * rows * C, nr = std::min(rows, S - k * rows);
@@ -273,5 +285,5 @@ void backward_cl(const T* g, const T* x, T* dx, const A* mean, const A* rstd, do
                                mdy.data(), mdyx.data());
       }
     });
-  }
+  });
 }
