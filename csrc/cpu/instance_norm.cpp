@@ -3,6 +3,10 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -29,7 +33,9 @@ struct Affine {
 namespace isa_avx2 {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#define GANCORE_AVX2_KERNELS 1
 #include "cpu/instance_norm_kernels.h"
+#undef GANCORE_AVX2_KERNELS
 #pragma GCC pop_options
 }  // namespace isa_avx2
 #endif

@@ -192,3 +192,20 @@ def test_backends_report():
     report = __import__("gancore").ops.backends()["instance_norm_act"]
     assert report["cpu"]["impl"] == "cpu"
     assert report["cuda"]["impl"] == "ref" and "no CUDA device" in report["cuda"]["reason"]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_large_float32_takes_the_streaming_store_path(impl, layout):
+    """>= 16 MiB of float32 output is written with non-temporal stores by the AVX2 kernels; an odd
+    plane size (191 x 193) puts plane starts off the 32-byte grid, so the scalar head and tail run too."""
+    x, w, b, r = _inputs((2, 64, 191, 193), torch.float32, layout)
+    assert x.numel() * 4 >= 16 << 20
+    leaves = [t.clone().requires_grad_(True) for t in (x, w, b, r)]
+    grad = torch.empty_like(x).normal_(generator=torch.Generator().manual_seed(2))
+    out = instance_norm_act(*leaves[:3], residual=leaves[3], impl=impl)
+    dx = torch.autograd.grad(out, leaves[0], grad)[0]
+    leaves64 = [t.detach().double().requires_grad_(True) for t in (x, w, b, r)]
+    expected = eager_instance_norm_act(*leaves64[:3], residual=leaves64[3])
+    expected_dx = torch.autograd.grad(expected, leaves64[0], grad.double())[0]
+    assert_close(out, expected, torch.float32, scale=2.0)
+    assert_close(dx, expected_dx, torch.float32, scale=2.0)
