@@ -4,6 +4,35 @@
 // Plain loops with `omp simd` reductions: the compiler vectorises them for the target ISA.
 // T is the storage type, A the accumulation type (float, or double for double inputs).
 
+// Conversions between storage and accumulation types. bfloat16 is done with integer ops the
+// compiler vectorises (c10's conversions are scalar): widen by a shift, narrow with round-to-
+// nearest-even, NaN kept as a quiet NaN.
+template <typename A, typename T>
+inline A to_acc(T v) {
+  return static_cast<A>(v);
+}
+
+template <>
+inline float to_acc<float, c10::BFloat16>(c10::BFloat16 v) {
+  const uint32_t bits = static_cast<uint32_t>(v.x) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+template <typename T, typename A>
+inline T from_acc(A v) {
+  return static_cast<T>(v);
+}
+
+template <>
+inline c10::BFloat16 from_acc<c10::BFloat16, float>(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+  return c10::BFloat16(static_cast<uint16_t>(v != v ? 0x7fc0u : rounded), c10::BFloat16::from_bits());
+}
+
 static constexpr int64_t kChunk = 512;  // elements per statistics chunk: stays in L1
 
 template <typename T, typename A>
@@ -14,12 +43,12 @@ Moments plane_moments(const T* x, int64_t n) {
     const T* p = x + i0;
     A sum = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < len; ++i) sum += static_cast<A>(p[i]);
+    for (int64_t i = 0; i < len; ++i) sum += to_acc<A>(p[i]);
     const A mean = sum / static_cast<A>(len);
     A m2 = 0;
 #pragma omp simd reduction(+ : m2)
     for (int64_t i = 0; i < len; ++i) {
-      const A d = static_cast<A>(p[i]) - mean;
+      const A d = to_acc<A>(p[i]) - mean;
       m2 += d * d;
     }
     m.merge(static_cast<double>(len), static_cast<double>(mean), static_cast<double>(m2));
@@ -33,14 +62,14 @@ void plane_normalize(const T* x, const T* res, T* out, int64_t n, A mean, A scal
   if (res != nullptr) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
-      const A y = (static_cast<A>(x[i]) - mean) * scale + shift;
-      out[i] = static_cast<T>(leaky(y, slope) + static_cast<A>(res[i]));
+      const A y = (to_acc<A>(x[i]) - mean) * scale + shift;
+      out[i] = from_acc<T>(leaky(y, slope) + to_acc<A>(res[i]));
     }
   } else {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
-      const A y = (static_cast<A>(x[i]) - mean) * scale + shift;
-      out[i] = static_cast<T>(leaky(y, slope));
+      const A y = (to_acc<A>(x[i]) - mean) * scale + shift;
+      out[i] = from_acc<T>(leaky(y, slope));
     }
   }
 }
@@ -131,8 +160,8 @@ void plane_grad_sums(const T* g, const T* x, int64_t n, A mean, A rstd, A scale,
     A s1 = 0, s2 = 0;
 #pragma omp simd reduction(+ : s1, s2)
     for (int64_t i = i0; i < i0 + len; ++i) {
-      const A centred = static_cast<A>(x[i]) - mean;
-      const A dy = static_cast<A>(g[i]) * leaky_grad(centred * scale + shift, slope);
+      const A centred = to_acc<A>(x[i]) - mean;
+      const A dy = to_acc<A>(g[i]) * leaky_grad(centred * scale + shift, slope);
       s1 += dy;
       s2 += dy * (centred * rstd);
     }
@@ -147,9 +176,9 @@ void plane_grad_input(const T* g, const T* x, T* dx, int64_t n, A mean, A rstd, 
                       A mean_dy, A mean_dy_xhat) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    const A centred = static_cast<A>(x[i]) - mean;
-    const A dy = static_cast<A>(g[i]) * leaky_grad(centred * scale + shift, slope);
-    dx[i] = static_cast<T>(scale * (dy - mean_dy - centred * rstd * mean_dy_xhat));
+    const A centred = to_acc<A>(x[i]) - mean;
+    const A dy = to_acc<A>(g[i]) * leaky_grad(centred * scale + shift, slope);
+    dx[i] = from_acc<T>(scale * (dy - mean_dy - centred * rstd * mean_dy_xhat));
   }
 }
 
@@ -162,7 +191,7 @@ void block_moments(const T* x, int64_t rows, int64_t C, A* mean, A* m2) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* p = x + r * C;
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) mean[c] += static_cast<A>(p[c]);
+    for (int64_t c = 0; c < C; ++c) mean[c] += to_acc<A>(p[c]);
   }
   const A inv = A(1) / static_cast<A>(rows);
   for (int64_t c = 0; c < C; ++c) mean[c] *= inv;
@@ -170,7 +199,7 @@ void block_moments(const T* x, int64_t rows, int64_t C, A* mean, A* m2) {
     const T* p = x + r * C;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) {
-      const A d = static_cast<A>(p[c]) - mean[c];
+      const A d = to_acc<A>(p[c]) - mean[c];
       m2[c] += d * d;
     }
   }
@@ -184,14 +213,14 @@ void block_normalize(const T* x, const T* res, T* out, int64_t rows, int64_t C, 
     if (res != nullptr) {
 #pragma omp simd
       for (int64_t c = 0; c < C; ++c) {
-        const A y = (static_cast<A>(x[o + c]) - mean[c]) * scale[c] + shift[c];
-        out[o + c] = static_cast<T>(leaky(y, slope) + static_cast<A>(res[o + c]));
+        const A y = (to_acc<A>(x[o + c]) - mean[c]) * scale[c] + shift[c];
+        out[o + c] = from_acc<T>(leaky(y, slope) + to_acc<A>(res[o + c]));
       }
     } else {
 #pragma omp simd
       for (int64_t c = 0; c < C; ++c) {
-        const A y = (static_cast<A>(x[o + c]) - mean[c]) * scale[c] + shift[c];
-        out[o + c] = static_cast<T>(leaky(y, slope));
+        const A y = (to_acc<A>(x[o + c]) - mean[c]) * scale[c] + shift[c];
+        out[o + c] = from_acc<T>(leaky(y, slope));
       }
     }
   }
@@ -205,8 +234,8 @@ void block_grad_sums(const T* g, const T* x, int64_t rows, int64_t C, const A* m
     const int64_t o = r * C;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) {
-      const A centred = static_cast<A>(x[o + c]) - mean[c];
-      const A dy = static_cast<A>(g[o + c]) * leaky_grad(centred * scale[c] + shift[c], slope);
+      const A centred = to_acc<A>(x[o + c]) - mean[c];
+      const A dy = to_acc<A>(g[o + c]) * leaky_grad(centred * scale[c] + shift[c], slope);
       sum_dy[c] += dy;
       sum_dy_xhat[c] += dy * centred * rstd[c];
     }
@@ -220,9 +249,9 @@ void block_grad_input(const T* g, const T* x, T* dx, int64_t rows, int64_t C, co
     const int64_t o = r * C;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) {
-      const A centred = static_cast<A>(x[o + c]) - mean[c];
-      const A dy = static_cast<A>(g[o + c]) * leaky_grad(centred * scale[c] + shift[c], slope);
-      dx[o + c] = static_cast<T>(scale[c] * (dy - mean_dy[c] - centred * rstd[c] * mean_dy_xhat[c]));
+      const A centred = to_acc<A>(x[o + c]) - mean[c];
+      const A dy = to_acc<A>(g[o + c]) * leaky_grad(centred * scale[c] + shift[c], slope);
+      dx[o + c] = from_acc<T>(scale[c] * (dy - mean_dy[c] - centred * rstd[c] * mean_dy_xhat[c]));
     }
   }
 }
