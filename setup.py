@@ -21,7 +21,8 @@ except ImportError:  # no torch at build time: install the pure-Python package, 
 def extensions():
     if torch is None:
         return [], {}
-    cxx_flags = ["-O3", "-fopenmp", "-std=c++17", "-DGANCORE_OPENMP"]
+    # -fno-trapping-math lets the compiler turn the activation's select into vector blends.
+    cxx_flags = ["-O3", "-fopenmp", "-fno-trapping-math"]
     if os.environ.get("GANCORE_NATIVE") == "1":
         cxx_flags.append("-march=native")
     sources = sorted(glob.glob("csrc/cpu/*.cpp")) + ["csrc/bindings.cpp"]
@@ -58,8 +59,9 @@ setup(
     name="gancore",
     version="0.1.0",
     description="Fused kernels and a thin trainer for generative adversarial networks",
-    packages=find_packages(include=["gancore", "gancore.*"]) + ["gancore.kernels"],
-    package_dir={"gancore.kernels": "kernels"},
+    # gancore/kernels is a symlink to kernels/, so the Triton kernels import as gancore.kernels
+    # from a source checkout and from an install alike.
+    packages=find_packages(include=["gancore", "gancore.*"]),
     python_requires=">=3.10",
     install_requires=["torch", "numpy", "tqdm", "pillow", "pyyaml"],
     extras_require={

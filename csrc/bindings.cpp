@@ -3,7 +3,10 @@
 
 namespace gancore {
 void register_instance_norm(pybind11::module_& m);
-}
+#ifdef GANCORE_WITH_CUDA
+void register_instance_norm_cuda(pybind11::module_& m);
+#endif
+}  // namespace gancore
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gancore fused kernels (C++ CPU; CUDA when built with it)";
@@ -13,4 +16,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("WITH_CUDA") = false;
 #endif
   gancore::register_instance_norm(m);
+#ifdef GANCORE_WITH_CUDA
+  gancore::register_instance_norm_cuda(m);
+#endif
 }

@@ -7,16 +7,30 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
+# pip, quiet, without the local index's harmless "is ignored" notes; failures still fail.
+pip() {
+  local log status=0
+  log=$(mktemp)
+  .venv/bin/python -m pip --disable-pip-version-check -q "$@" >"$log" 2>&1 || status=$?
+  grep -v "is ignored: it is neither" "$log" >&2 || true
+  rm -f "$log"
+  return "$status"
+}
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   pip install torch==2.13.0
 fi
-.venv/bin/python -c "import torch" || { echo "torch failed to install" >&2; exit 1; }
+.venv/bin/python -c "import torch" >/dev/null 2>&1 || { echo "torch failed to install" >&2; exit 1; }
 stamp=.venv/.gancore-deps
 if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   pip install triton numpy tqdm pillow pyyaml matplotlib scipy pytest pytest-benchmark ruff setuptools wheel
   touch "$stamp"
 fi
 # Editable install builds gancore._C against the torch in .venv (hence no build isolation).
-pip install --no-build-isolation --no-deps -e .
-.venv/bin/python -c "import gancore, json; print(json.dumps(gancore.ops.backends(), indent=1))" >/dev/null
+# Rebuilt only when the C++/CUDA sources or setup.py change (or the module does not import).
+build_hash=$(cat setup.py $(find csrc -type f | sort) | sha256sum | cut -d' ' -f1)
+if [ "$(cat .venv/.gancore-build 2>/dev/null)" != "$build_hash" ] || ! .venv/bin/python -c "import gancore._C" 2>/dev/null; then
+  echo "building gancore._C (a minute or two on 2 cores)..." >&2
+  pip install --no-build-isolation --no-deps -e .
+  .venv/bin/python -c "import gancore._C" || { echo "gancore._C failed to build" >&2; exit 1; }
+  echo "$build_hash" > .venv/.gancore-build
+fi

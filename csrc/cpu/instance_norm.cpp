@@ -1,5 +1,164 @@
+// Fused instance norm + leaky activation (+ residual), forward and backward, on the CPU.
+// Layouts: contiguous (N, C, *spatial) and channels-last (N, *spatial, C), both without copies.
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "common/instance_norm_math.h"
+#include "tensor_utils.h"
+
 namespace gancore {
-void register_instance_norm(pybind11::module_& m) {}
+
+// Optional per-channel affine parameters, in the accumulation type.
+template <typename A>
+struct Affine {
+  const A* weight;  // C values, or nullptr for 1
+  const A* bias;    // C values, or nullptr for 0
+  A w(int64_t c) const { return weight ? weight[c] : A(1); }
+  A b(int64_t c) const { return bias ? bias[c] : A(0); }
+};
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define GANCORE_HAVE_AVX2_BUILD 1
+namespace isa_avx2 {
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define GANCORE_AVX2_KERNELS 1
+#include "cpu/instance_norm_kernels.h"
+#undef GANCORE_AVX2_KERNELS
+#pragma GCC pop_options
+}  // namespace isa_avx2
+#endif
+
+namespace isa_base {
+#include "cpu/instance_norm_kernels.h"
+}  // namespace isa_base
+
+namespace {
+
+// The instruction set the kernels run with: AVX2+FMA where the CPU has it, unless
+// GANCORE_CPU_ISA=baseline asks for the portable build (tests run both).
+bool use_avx2() {
+#ifdef GANCORE_HAVE_AVX2_BUILD
+  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const char* forced = std::getenv("GANCORE_CPU_ISA");
+  if (forced != nullptr && std::strcmp(forced, "baseline") == 0) return false;
+  return supported;
+#else
+  return false;
+#endif
+}
+
+std::string cpu_isa() { return use_avx2() ? "avx2" : "baseline"; }
+
+template <typename T>
+using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
+                                double eps, double slope) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() >= 3, "x must be a CPU tensor (N, C, *spatial), got ", x.sizes());
+  const Layout layout = layout_of(x);
+  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / std::max<int64_t>(N * C, 1);
+  const auto acc = acc_type_of(x.scalar_type());
+  check_param(weight, "weight", C, acc, x.device());
+  check_param(bias, "bias", C, acc, x.device());
+  if (residual.has_value() && residual->defined()) {
+    TORCH_CHECK(residual->sizes() == x.sizes() && residual->strides() == x.strides() &&
+                    residual->scalar_type() == x.scalar_type(),
+                "residual must match x in shape, strides and dtype");
+  }
+  auto out = at::empty_like(x);
+  auto mean = at::empty({N, C}, x.options().dtype(acc));
+  auto rstd = at::empty({N, C}, x.options().dtype(acc));
+  if (x.numel() == 0) return {out, mean, rstd};
+  const bool avx2 = use_avx2();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "instance_norm_act_forward_cpu", [&] {
+    using A = acc_t<scalar_t>;
+    const Affine<A> aff{optional_ptr<A>(weight), optional_ptr<A>(bias)};
+    const scalar_t* res = residual.has_value() && residual->defined() ? residual->data_ptr<scalar_t>() : nullptr;
+    auto args = std::make_tuple(x.data_ptr<scalar_t>(), res, out.data_ptr<scalar_t>(), mean.data_ptr<A>(),
+                                rstd.data_ptr<A>(), N, C, S, aff, static_cast<A>(eps), static_cast<A>(slope));
+    const bool cl = layout == Layout::kChannelsLast;
+#ifdef GANCORE_HAVE_AVX2_BUILD
+    if (avx2) {
+      std::apply(cl ? isa_avx2::forward_cl<scalar_t, A> : isa_avx2::forward_nchw<scalar_t, A>, args);
+      return;
+    }
+#endif
+    std::apply(cl ? isa_base::forward_cl<scalar_t, A> : isa_base::forward_nchw<scalar_t, A>, args);
+  });
+  return {out, mean, rstd};
+}
+
+// Returns {dx (undefined unless need_input), dweight, dbias (undefined unless need_affine)}.
+std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                 const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
+                                 const at::Tensor& rstd, double slope, bool need_input, bool need_affine) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() >= 3, "x must be a CPU tensor (N, C, *spatial), got ", x.sizes());
+  TORCH_CHECK(grad.sizes() == x.sizes() && grad.strides() == x.strides() && grad.scalar_type() == x.scalar_type(),
+              "grad must match x in shape, strides and dtype; got ", grad.sizes(), " vs ", x.sizes());
+  const Layout layout = layout_of(x);
+  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / std::max<int64_t>(N * C, 1);
+  const auto acc = acc_type_of(x.scalar_type());
+  check_param(weight, "weight", C, acc, x.device());
+  check_param(bias, "bias", C, acc, x.device());
+  TORCH_CHECK(mean.sizes() == at::IntArrayRef({N, C}) && rstd.sizes() == mean.sizes() && mean.is_contiguous() &&
+                  rstd.is_contiguous() && mean.scalar_type() == acc && rstd.scalar_type() == acc,
+              "mean and rstd must be contiguous (N, C) tensors of ", acc);
+  at::Tensor dx = need_input ? at::empty_like(x) : at::Tensor();
+  auto sums = at::empty({2, N, C}, x.options().dtype(at::kDouble));
+  if (x.numel() > 0) {
+    const bool avx2 = use_avx2();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "instance_norm_act_backward_cpu", [&] {
+      using A = acc_t<scalar_t>;
+      const Affine<A> aff{optional_ptr<A>(weight), optional_ptr<A>(bias)};
+      auto args = std::make_tuple(grad.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+                                  need_input ? dx.data_ptr<scalar_t>() : nullptr, mean.data_ptr<A>(),
+                                  rstd.data_ptr<A>(), sums[0].data_ptr<double>(), sums[1].data_ptr<double>(), N, C,
+                                  S, aff, static_cast<A>(slope));
+      const bool cl = layout == Layout::kChannelsLast;
+#ifdef GANCORE_HAVE_AVX2_BUILD
+      if (avx2) {
+        std::apply(cl ? isa_avx2::backward_cl<scalar_t, A> : isa_avx2::backward_nchw<scalar_t, A>, args);
+        return;
+      }
+#endif
+      std::apply(cl ? isa_base::backward_cl<scalar_t, A> : isa_base::backward_nchw<scalar_t, A>, args);
+    });
+  } else {
+    sums.zero_();
+  }
+  at::Tensor dweight, dbias;
+  if (need_affine) {
+    // sum over n in a fixed order (at::sum over dim 0 of a small double tensor), then to acc dtype
+    dbias = sums[0].sum(0).to(acc);
+    dweight = sums[1].sum(0).to(acc);
+  }
+  return {dx, dweight, dbias};
+}
+
+}  // namespace
+
+void register_instance_norm(pybind11::module_& m) {
+  m.def("instance_norm_act_forward_cpu", &forward, "fused instance norm + activation, forward (CPU)",
+        pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("residual"),
+        pybind11::arg("eps"), pybind11::arg("slope"));
+  m.def("instance_norm_act_backward_cpu", &backward, "fused instance norm + activation, backward (CPU)",
+        pybind11::arg("grad"), pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"),
+        pybind11::arg("mean"), pybind11::arg("rstd"), pybind11::arg("slope"), pybind11::arg("need_input"),
+        pybind11::arg("need_affine"));
+  m.def("cpu_isa", &cpu_isa, "instruction set the CPU kernels run with: avx2 or baseline");
+}
+
 }  // namespace gancore

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import importlib
 
 from gancore.bench import report
 from gancore.bench.suites import SUITES

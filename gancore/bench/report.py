@@ -65,8 +65,9 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
             line.append(f"{r['ms']:.3f}" if r.get("ms") is not None else "n/a")
             line.append(f"{r['speedup']:.2f}x" if r.get("speedup") else "")
             line.append(f"{r['gbps']:.1f}" if r.get("gbps") else "")
-            if r.get("note") and r["note"] not in notes:
-                notes.append(r["note"])
+            for note in (r.get("note"), f"peak {r['peak_mb']:.0f} MB ({a})" if r.get("peak_mb") else None):
+                if note and note not in notes:
+                    notes.append(note)
         line.append("; ".join(notes))
         body.append(line)
     return header, body

@@ -19,9 +19,11 @@ class BenchContext:
     alloc: str = "default"  # "default" or "tuned" (gancore.tune_cpu_allocator applied)
     repeats: int = 15
     warmup: int = 3
+    max_seconds: float = 5.0  # per measurement: huge shapes get fewer samples, never fewer than 3
 
     def time(self, fn: Callable[[], object]) -> dict:
-        return measure(fn, device=self.device, repeats=self.repeats, warmup=self.warmup)
+        return measure(fn, device=self.device, repeats=self.repeats, warmup=self.warmup,
+                       max_seconds=self.max_seconds)
 
 
 def _sync(device: torch.device) -> None:
@@ -37,9 +39,12 @@ def measure(fn: Callable[[], object], *, device: torch.device | str = "cpu", rep
     Stops early once `max_seconds` of measurement have passed, keeping at least 3 samples.
     """
     device = torch.device(device)
-    for _ in range(warmup):
+    for i in range(warmup):
+        t0 = time.perf_counter()
         fn()
-    _sync(device)
+        _sync(device)
+        if i == 0 and time.perf_counter() - t0 > max_seconds / 10:
+            break  # a slow call: one warm-up (compilation, first-touch) is enough
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     samples = []

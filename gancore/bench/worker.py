@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sys
 
 import torch
+from tqdm import tqdm
 
 from gancore.bench.suites import SUITES
 from gancore.bench.timing import BenchContext
@@ -31,7 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     suite = importlib.import_module(SUITES[args.suite])
     ctx = BenchContext(torch.device(args.device), quick=args.quick, alloc=args.alloc, repeats=args.repeats)
     rows = []
-    for row in suite.run(ctx):
+    total = suite.count(ctx) if hasattr(suite, "count") else None
+    progress = tqdm(suite.run(ctx), total=total, desc=f"{args.suite} [{args.alloc} allocator]",
+                    unit="measurement", file=sys.stderr, disable=not sys.stderr.isatty() and total is None)
+    for row in progress:
         row.setdefault("suite", args.suite)
         row["alloc"] = args.alloc
         row["baseline"] = suite.BASELINE

@@ -1,3 +1,5 @@
 """Drop-in modules built on gancore.ops."""
 
-__all__: list[str] = []
+from gancore.nn.instance_norm import InstanceNormAct1d, InstanceNormAct2d, InstanceNormAct3d, fuse
+
+__all__ = ["InstanceNormAct1d", "InstanceNormAct2d", "InstanceNormAct3d", "fuse"]

@@ -5,6 +5,7 @@ A suite module defines:
   ALLOC_SENSITIVE: bool  True when results depend on the CPU allocator setting (run under both)
   run(ctx: BenchContext) -> Iterable[dict]
       rows with keys suite, case, contender, ms (plus optional ms_p10/ms_p90, bytes, peak_mb, note).
+and optionally count(ctx) -> int, the number of rows run() yields (for the progress bar).
 """
 
 SUITES = {

@@ -1,0 +1,99 @@
+// Torch-facing side of the CUDA instance-norm kernels (built only when torch and nvcc have CUDA).
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <torch/extension.h>
+
+#include "cuda/instance_norm.cuh"
+#include "tensor_utils.h"
+
+namespace gancore {
+namespace {
+
+// at::Half / at::BFloat16 share their bit layout with CUDA's __half / __nv_bfloat16.
+template <typename T> struct cuda_type { using type = T; };
+template <> struct cuda_type<at::Half> { using type = __half; };
+template <> struct cuda_type<at::BFloat16> { using type = __nv_bfloat16; };
+
+void check_launch(cudaError_t err) { TORCH_CHECK(err == cudaSuccess, "instance_norm_act (cuda): ", cudaGetErrorString(err)); }
+
+std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
+                                double eps, double slope) {
+  TORCH_CHECK(x.is_cuda() && x.dim() >= 3, "x must be a CUDA tensor (N, C, *spatial), got ", x.sizes());
+  const c10::cuda::CUDAGuard guard(x.device());
+  const bool channels_last = layout_of(x) == Layout::kChannelsLast;
+  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / std::max<int64_t>(N * C, 1);
+  const auto acc = acc_type_of(x.scalar_type());
+  check_param(weight, "weight", C, acc, x.device());
+  check_param(bias, "bias", C, acc, x.device());
+  const bool has_res = residual.has_value() && residual->defined();
+  if (has_res)
+    TORCH_CHECK(residual->sizes() == x.sizes() && residual->strides() == x.strides() &&
+                    residual->scalar_type() == x.scalar_type() && residual->device() == x.device(),
+                "residual must match x in shape, strides, dtype and device");
+  auto out = at::empty_like(x);
+  auto mean = at::empty({N, C}, x.options().dtype(acc));
+  auto rstd = at::empty({N, C}, x.options().dtype(acc));
+  if (x.numel() == 0) return {out, mean, rstd};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "instance_norm_act_forward_cuda", [&] {
+    using T = typename cuda_type<scalar_t>::type;
+    using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    cuda::Args<T, A> args{reinterpret_cast<const T*>(x.data_ptr<scalar_t>()),
+                          has_res ? reinterpret_cast<const T*>(residual->data_ptr<scalar_t>()) : nullptr,
+                          reinterpret_cast<T*>(out.data_ptr<scalar_t>()), mean.data_ptr<A>(), rstd.data_ptr<A>(),
+                          optional_ptr<A>(weight), optional_ptr<A>(bias), N, C, S, static_cast<A>(eps),
+                          static_cast<A>(slope)};
+    check_launch(cuda::launch_forward(args, channels_last, c10::cuda::getCurrentCUDAStream().stream()));
+  });
+  return {out, mean, rstd};
+}
+
+std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                 const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
+                                 const at::Tensor& rstd, double slope, bool need_input, bool need_affine) {
+  TORCH_CHECK(x.is_cuda() && x.dim() >= 3, "x must be a CUDA tensor (N, C, *spatial), got ", x.sizes());
+  TORCH_CHECK(grad.sizes() == x.sizes() && grad.strides() == x.strides() && grad.scalar_type() == x.scalar_type() &&
+                  grad.device() == x.device(),
+              "grad must match x in shape, strides, dtype and device");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const bool channels_last = layout_of(x) == Layout::kChannelsLast;
+  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / std::max<int64_t>(N * C, 1);
+  const auto acc = acc_type_of(x.scalar_type());
+  check_param(weight, "weight", C, acc, x.device());
+  check_param(bias, "bias", C, acc, x.device());
+  TORCH_CHECK(mean.sizes() == at::IntArrayRef({N, C}) && rstd.sizes() == mean.sizes() && mean.is_contiguous() &&
+                  rstd.is_contiguous() && mean.scalar_type() == acc && rstd.scalar_type() == acc,
+              "mean and rstd must be contiguous (N, C) tensors of ", acc);
+  // dx is always written by the kernel; need_input only decides whether it is returned
+  auto dx = at::empty_like(x);
+  auto sums = at::zeros({2, N, C}, x.options().dtype(acc));
+  if (x.numel() > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "instance_norm_act_backward_cuda", [&] {
+      using T = typename cuda_type<scalar_t>::type;
+      using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+      cuda::GradArgs<T, A> args{reinterpret_cast<const T*>(grad.data_ptr<scalar_t>()),
+                                reinterpret_cast<const T*>(x.data_ptr<scalar_t>()),
+                                reinterpret_cast<T*>(dx.data_ptr<scalar_t>()), mean.data_ptr<A>(), rstd.data_ptr<A>(),
+                                optional_ptr<A>(weight), optional_ptr<A>(bias), sums[0].data_ptr<A>(),
+                                sums[1].data_ptr<A>(), N, C, S, static_cast<A>(slope)};
+      check_launch(cuda::launch_backward(args, channels_last, c10::cuda::getCurrentCUDAStream().stream()));
+    });
+  }
+  at::Tensor dweight, dbias;
+  if (need_affine) {
+    dbias = sums[0].sum(0);  // over n in a fixed order: deterministic
+    dweight = sums[1].sum(0);
+  }
+  return {need_input ? dx : at::Tensor(), dweight, dbias};
+}
+
+}  // namespace
+
+void register_instance_norm_cuda(pybind11::module_& m) {
+  m.def("instance_norm_act_forward_cuda", &forward, "fused instance norm + activation, forward (CUDA)");
+  m.def("instance_norm_act_backward_cuda", &backward, "fused instance norm + activation, backward (CUDA)");
+}
+
+}  // namespace gancore
