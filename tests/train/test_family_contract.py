@@ -4,12 +4,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from trainhelpers import QUIET
 
 from gancore.families import get_family, list_families, register_family
 from gancore.families.base import DataSpec, Family, Network, Phase
 from gancore.losses import d_nonsaturating, g_nonsaturating
 from gancore.train import Trainer, build_config
+from tests.train.trainhelpers import QUIET
 
 
 @dataclass

@@ -5,11 +5,11 @@ import sys
 
 import pytest
 from PIL import Image
-from trainhelpers import tiny_args
 
 import gancore.cli
 from gancore.train import checkpoint as ckpt
 from gancore.train.cli import register
+from tests.train.trainhelpers import tiny_args
 
 
 def cli(*argv):

@@ -6,15 +6,14 @@ import subprocess
 import sys
 
 import torch
-from trainhelpers import parameters, tiny_args, tiny_config
 
 from gancore.train import Trainer
 from gancore.train import checkpoint as ckpt
+from tests.train.trainhelpers import parameters, tiny_args, tiny_config
 
 _RANK_SCRIPT = """
 import sys, torch
-sys.path.insert(0, {helpers!r})
-from trainhelpers import tiny_config, parameters
+from tests.train.trainhelpers import tiny_config, parameters
 from gancore.train import Trainer
 trainer = Trainer(tiny_config("wgan-gp", *{sets!r}, steps={steps}, batch_size={batch}))
 trainer.fit()
@@ -30,7 +29,9 @@ def _free_port():
 
 
 def _torchrun(args, cwd):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    # sys.path holds the repository root (the tests package's parent) and gancore
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), OMP_NUM_THREADS="1",
+               GLOO_SOCKET_IFNAME="lo")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *args]
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
@@ -42,8 +43,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     # WGAN-GP: a gradient penalty under DDP, G every n_critic=2 steps, two accumulation rounds (no_sync)
     sets, steps, batch = ["train.accumulate=2"], 5, 16
     script = tmp_path / "rank.py"
-    helpers = os.path.dirname(os.path.abspath(__file__))
-    script.write_text(_RANK_SCRIPT.format(helpers=helpers, sets=sets, steps=steps, batch=batch))
+    script.write_text(_RANK_SCRIPT.format(sets=sets, steps=steps, batch=batch))
     _torchrun([str(script), str(tmp_path)], cwd=tmp_path)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     single = Trainer(tiny_config("wgan-gp", *sets, steps=steps, batch_size=batch))

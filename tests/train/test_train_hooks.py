@@ -6,9 +6,9 @@ import types
 
 import pytest
 import torch
-from trainhelpers import tiny_config
 
 from gancore.train import Trainer
+from tests.train.trainhelpers import tiny_config
 
 
 class _Stats:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 from torch import nn
-from trainhelpers import QUIET
 
 from gancore.families import register_family
 from gancore.families.base import DataSpec, Family, Network, Phase
@@ -16,6 +15,7 @@ from gancore.losses import d_nonsaturating, g_nonsaturating
 from gancore.train import NonFiniteLossError, Trainer, build_config
 from gancore.train import checkpoint as ckpt
 from gancore.train.cli import register
+from tests.train.trainhelpers import QUIET
 
 
 class _NaNGradient(torch.autograd.Function):

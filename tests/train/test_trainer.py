@@ -5,12 +5,12 @@ import os
 import pytest
 import torch
 import yaml
-from trainhelpers import assert_same, parameters, tiny_config
 
 from gancore.families.base import ConfigError
 from gancore.train import ConfigMismatchError, RunExistsError, Trainer
 from gancore.train import checkpoint as ckpt
 from gancore.train.ema import EMA
+from tests.train.trainhelpers import assert_same, parameters, tiny_config
 
 
 def _train(config, out=None, **kwargs):
