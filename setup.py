@@ -67,6 +67,7 @@ setup(
     extras_require={
         "gpu": ["triton"],
         "plot": ["matplotlib"],
+        "tensorboard": ["tensorboard"],
         "test": ["pytest", "pytest-benchmark", "scipy", "ruff", "triton"],
     },
     entry_points={"console_scripts": ["gancore=gancore.cli:main"]},

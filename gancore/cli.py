@@ -8,6 +8,7 @@ import importlib
 # Modules that define `register(subparsers)`; each adds one or more commands.
 COMMAND_MODULES = (
     "gancore.bench.cli",
+    "gancore.train.cli",
 )
 
 

@@ -10,4 +10,5 @@ and optionally count(ctx) -> int, the number of rows run() yields (for the progr
 
 SUITES = {
     "instance_norm": "gancore.bench.suites.instance_norm",
+    "trainer": "gancore.bench.suites.trainer",
 }
