@@ -63,6 +63,15 @@ def _instance_norm_act_fwd(X, RES, W, B, OUT, MEAN, RSTD, C, S, stride_n, stride
 
 
 @triton.jit
+def _grad_tile(G, X, offs, mask, mean, scale, shift, slope, ACC: tl.constexpr):
+    """x - mean and dy = grad * leaky'(y) of one tile (0 outside the mask)."""
+    centred = tl.load(X + offs, mask=mask, other=0).to(ACC) - mean[:, None]
+    g = tl.load(G + offs, mask=mask, other=0).to(ACC)
+    y = centred * scale[:, None] + shift[:, None]
+    return centred, tl.where(mask, tl.where(y > 0, g, g * slope), 0)
+
+
+@triton.jit
 def _instance_norm_act_bwd(G, X, W, B, MEAN, RSTD, DX, SUM_DY, SUM_DY_XHAT, C, S, stride_n, stride_c, stride_s,
                            slope, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
                            BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, ACC: tl.constexpr):
@@ -84,10 +93,7 @@ def _instance_norm_act_bwd(G, X, W, B, MEAN, RSTD, DX, SUM_DY, SUM_DY_XHAT, C, S
         s = s0 + tl.arange(0, BLOCK_S)
         mask = c_mask[:, None] & (s < S)[None, :]
         offs = row + s.to(tl.int64)[None, :] * stride_s
-        centred = tl.load(X + offs, mask=mask, other=0).to(ACC) - mean[:, None]
-        g = tl.load(G + offs, mask=mask, other=0).to(ACC)
-        y = centred * scale[:, None] + shift[:, None]
-        dy = tl.where(mask, tl.where(y > 0, g, g * slope), 0)
+        centred, dy = _grad_tile(G, X, offs, mask, mean, scale, shift, slope, ACC)
         sum_dy += tl.sum(dy, axis=1)
         sum_dy_xhat += tl.sum(dy * centred, axis=1) * rstd
     tl.store(SUM_DY + n * C + c, sum_dy, mask=c_mask)
@@ -98,10 +104,7 @@ def _instance_norm_act_bwd(G, X, W, B, MEAN, RSTD, DX, SUM_DY, SUM_DY_XHAT, C, S
         s = s0 + tl.arange(0, BLOCK_S)
         mask = c_mask[:, None] & (s < S)[None, :]
         offs = row + s.to(tl.int64)[None, :] * stride_s
-        centred = tl.load(X + offs, mask=mask, other=0).to(ACC) - mean[:, None]
-        g = tl.load(G + offs, mask=mask, other=0).to(ACC)
-        y = centred * scale[:, None] + shift[:, None]
-        dy = tl.where(y > 0, g, g * slope)
+        centred, dy = _grad_tile(G, X, offs, mask, mean, scale, shift, slope, ACC)
         dx = scale[:, None] * (dy - mean_dy[:, None] - centred * (rstd * mean_dy_xhat)[:, None])
         tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=mask)
 

@@ -67,17 +67,10 @@ using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
                                 const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
                                 double eps, double slope) {
-  TORCH_CHECK(x.device().is_cpu() && x.dim() >= 3, "x must be a CPU tensor (N, C, *spatial), got ", x.sizes());
-  const Layout layout = layout_of(x);
-  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / std::max<int64_t>(N * C, 1);
-  const auto acc = acc_type_of(x.scalar_type());
-  check_param(weight, "weight", C, acc, x.device());
-  check_param(bias, "bias", C, acc, x.device());
-  if (residual.has_value() && residual->defined()) {
-    TORCH_CHECK(residual->sizes() == x.sizes() && residual->strides() == x.strides() &&
-                    residual->scalar_type() == x.scalar_type(),
-                "residual must match x in shape, strides and dtype");
-  }
+  const NormGeometry geo = check_norm_inputs(x, weight, bias, c10::DeviceType::CPU);
+  const int64_t N = geo.N, C = geo.C, S = geo.S;
+  const auto acc = geo.acc;
+  if (residual.has_value() && residual->defined()) check_like_x(*residual, x, "residual");
   auto out = at::empty_like(x);
   auto mean = at::empty({N, C}, x.options().dtype(acc));
   auto rstd = at::empty({N, C}, x.options().dtype(acc));
@@ -89,7 +82,7 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Ten
     const scalar_t* res = residual.has_value() && residual->defined() ? residual->data_ptr<scalar_t>() : nullptr;
     auto args = std::make_tuple(x.data_ptr<scalar_t>(), res, out.data_ptr<scalar_t>(), mean.data_ptr<A>(),
                                 rstd.data_ptr<A>(), N, C, S, aff, static_cast<A>(eps), static_cast<A>(slope));
-    const bool cl = layout == Layout::kChannelsLast;
+    const bool cl = geo.channels_last;
 #ifdef GANCORE_HAVE_AVX2_BUILD
     if (avx2) {
       std::apply(cl ? isa_avx2::forward_cl<scalar_t, A> : isa_avx2::forward_nchw<scalar_t, A>, args);
@@ -105,17 +98,11 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Ten
 std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
                                  const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
                                  const at::Tensor& rstd, double slope, bool need_input, bool need_affine) {
-  TORCH_CHECK(x.device().is_cpu() && x.dim() >= 3, "x must be a CPU tensor (N, C, *spatial), got ", x.sizes());
-  TORCH_CHECK(grad.sizes() == x.sizes() && grad.strides() == x.strides() && grad.scalar_type() == x.scalar_type(),
-              "grad must match x in shape, strides and dtype; got ", grad.sizes(), " vs ", x.sizes());
-  const Layout layout = layout_of(x);
-  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / std::max<int64_t>(N * C, 1);
-  const auto acc = acc_type_of(x.scalar_type());
-  check_param(weight, "weight", C, acc, x.device());
-  check_param(bias, "bias", C, acc, x.device());
-  TORCH_CHECK(mean.sizes() == at::IntArrayRef({N, C}) && rstd.sizes() == mean.sizes() && mean.is_contiguous() &&
-                  rstd.is_contiguous() && mean.scalar_type() == acc && rstd.scalar_type() == acc,
-              "mean and rstd must be contiguous (N, C) tensors of ", acc);
+  const NormGeometry geo = check_norm_inputs(x, weight, bias, c10::DeviceType::CPU);
+  const int64_t N = geo.N, C = geo.C, S = geo.S;
+  const auto acc = geo.acc;
+  check_like_x(grad, x, "grad");
+  check_stats(mean, rstd, geo);
   at::Tensor dx = need_input ? at::empty_like(x) : at::Tensor();
   auto sums = at::empty({2, N, C}, x.options().dtype(at::kDouble));
   if (x.numel() > 0) {
@@ -127,7 +114,7 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, co
                                   need_input ? dx.data_ptr<scalar_t>() : nullptr, mean.data_ptr<A>(),
                                   rstd.data_ptr<A>(), sums[0].data_ptr<double>(), sums[1].data_ptr<double>(), N, C,
                                   S, aff, static_cast<A>(slope));
-      const bool cl = layout == Layout::kChannelsLast;
+      const bool cl = geo.channels_last;
 #ifdef GANCORE_HAVE_AVX2_BUILD
       if (avx2) {
         std::apply(cl ? isa_avx2::backward_cl<scalar_t, A> : isa_avx2::backward_nchw<scalar_t, A>, args);

@@ -21,18 +21,13 @@ void check_launch(cudaError_t err) { TORCH_CHECK(err == cudaSuccess, "instance_n
 std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
                                 const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
                                 double eps, double slope) {
-  TORCH_CHECK(x.is_cuda() && x.dim() >= 3, "x must be a CUDA tensor (N, C, *spatial), got ", x.sizes());
+  const NormGeometry geo = check_norm_inputs(x, weight, bias, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(x.device());
-  const bool channels_last = layout_of(x) == Layout::kChannelsLast;
-  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / std::max<int64_t>(N * C, 1);
-  const auto acc = acc_type_of(x.scalar_type());
-  check_param(weight, "weight", C, acc, x.device());
-  check_param(bias, "bias", C, acc, x.device());
+  const bool channels_last = geo.channels_last;
+  const int64_t N = geo.N, C = geo.C, S = geo.S;
+  const auto acc = geo.acc;
   const bool has_res = residual.has_value() && residual->defined();
-  if (has_res)
-    TORCH_CHECK(residual->sizes() == x.sizes() && residual->strides() == x.strides() &&
-                    residual->scalar_type() == x.scalar_type() && residual->device() == x.device(),
-                "residual must match x in shape, strides, dtype and device");
+  if (has_res) check_like_x(*residual, x, "residual");
   auto out = at::empty_like(x);
   auto mean = at::empty({N, C}, x.options().dtype(acc));
   auto rstd = at::empty({N, C}, x.options().dtype(acc));
@@ -53,19 +48,13 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Ten
 std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
                                  const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
                                  const at::Tensor& rstd, double slope, bool need_input, bool need_affine) {
-  TORCH_CHECK(x.is_cuda() && x.dim() >= 3, "x must be a CUDA tensor (N, C, *spatial), got ", x.sizes());
-  TORCH_CHECK(grad.sizes() == x.sizes() && grad.strides() == x.strides() && grad.scalar_type() == x.scalar_type() &&
-                  grad.device() == x.device(),
-              "grad must match x in shape, strides, dtype and device");
+  const NormGeometry geo = check_norm_inputs(x, weight, bias, c10::DeviceType::CUDA);
+  check_like_x(grad, x, "grad");
+  check_stats(mean, rstd, geo);
   const c10::cuda::CUDAGuard guard(x.device());
-  const bool channels_last = layout_of(x) == Layout::kChannelsLast;
-  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / std::max<int64_t>(N * C, 1);
-  const auto acc = acc_type_of(x.scalar_type());
-  check_param(weight, "weight", C, acc, x.device());
-  check_param(bias, "bias", C, acc, x.device());
-  TORCH_CHECK(mean.sizes() == at::IntArrayRef({N, C}) && rstd.sizes() == mean.sizes() && mean.is_contiguous() &&
-                  rstd.is_contiguous() && mean.scalar_type() == acc && rstd.scalar_type() == acc,
-              "mean and rstd must be contiguous (N, C) tensors of ", acc);
+  const bool channels_last = geo.channels_last;
+  const int64_t N = geo.N, C = geo.C, S = geo.S;
+  const auto acc = geo.acc;
   // dx is always written by the kernel; need_input only decides whether it is returned
   auto dx = at::empty_like(x);
   auto sums = at::zeros({2, N, C}, x.options().dtype(acc));
