@@ -16,7 +16,7 @@ def to_tensor(value: ArrayLike, name: str, *, dtype: torch.dtype | None = torch.
               device: torch.device | str | None = None) -> torch.Tensor:
     """A floating torch tensor from a numpy array or tensor; integer or complex input is an error."""
     if isinstance(value, np.ndarray):
-        tensor = torch.from_numpy(value)
+        tensor = torch.from_numpy(np.ascontiguousarray(value))
     elif isinstance(value, torch.Tensor):
         tensor = value
     else:

@@ -37,9 +37,17 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def random_covariance(rng, dim, samples=None, scale=1.0):
-    """A well-conditioned sample covariance of `samples` (default 4 * dim) correlated Gaussian features."""
-    samples = samples or 4 * dim
-    mixing = rng.standard_normal((dim, dim)) / np.sqrt(dim) + np.eye(dim)
-    features = rng.standard_normal((samples, dim)) @ mixing * scale
-    return features.mean(0), np.cov(features, rowvar=False), features
+@pytest.fixture
+def gaussian(rng):
+    """gaussian(dim, samples=4 * dim, scale=1.0) -> (mean, covariance, features) of correlated features.
+
+    The covariance is a well-conditioned sample covariance, the kind FID meets in practice.
+    """
+
+    def make(dim, samples=None, scale=1.0):
+        samples = samples or 4 * dim
+        mixing = rng.standard_normal((dim, dim)) / np.sqrt(dim) + np.eye(dim)
+        features = rng.standard_normal((samples, dim)) @ mixing * scale
+        return features.mean(0), np.atleast_2d(np.cov(features, rowvar=False)), features
+
+    return make
