@@ -85,11 +85,13 @@ def _check_moments(mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_na
 def _covariance_term(sigma1: torch.Tensor, sigma2: torch.Tensor, method: str, impl: str) -> torch.Tensor:
     """tr(S1) + tr(S2) - 2 tr sqrt(sqrt(S1) S2 sqrt(S1)) over the broadcast batch; 0 where S1 == S2."""
     batch = torch.broadcast_shapes(sigma1.shape[:-2], sigma2.shape[:-2])
-    traces = _trace(sigma1) + _trace(sigma2)
+    equal = (sigma1 == sigma2).all(dim=-1).all(dim=-1).expand(batch)
+    zero = torch.zeros((), dtype=sigma1.dtype, device=sigma1.device)
+    if bool(equal.all()):
+        return zero.expand(batch)
     root = trace_sqrt_product(sigma1, sigma2, method=method, impl=impl)
-    term = traces - 2.0 * root
-    equal = (sigma1 == sigma2).all(dim=-1).all(dim=-1)
-    return torch.where(equal, torch.zeros((), dtype=term.dtype, device=term.device), term).expand(batch)
+    term = _trace(sigma1) + _trace(sigma2) - 2.0 * root
+    return torch.where(equal, zero, term)
 
 
 def _trace(matrices: torch.Tensor) -> torch.Tensor:

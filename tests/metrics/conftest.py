@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import gancore
+from gancore.metrics.inception import WEIGHTS_FILE, InceptionV3FID
 
 _KERNELS = Path(__file__).resolve().parents[2] / "kernels"
 
@@ -51,3 +53,20 @@ def gaussian(rng):
         return features.mean(0), np.atleast_2d(np.cov(features, rowvar=False)), features
 
     return make
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory):
+    """A state_dict with the file's keys and shapes and seeded random values, saved like the real one."""
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for key, value in InceptionV3FID().state_dict().items():
+        if key.endswith("running_var"):
+            state[key] = torch.rand(value.shape, generator=gen) + 0.5
+        elif key.endswith("num_batches_tracked"):
+            continue
+        else:
+            state[key] = torch.randn(value.shape, generator=gen) * 0.05
+    path = tmp_path_factory.mktemp("weights") / WEIGHTS_FILE
+    torch.save(state, path)
+    return path, state

@@ -6,7 +6,7 @@ import torch
 
 from gancore.metrics import fid_from_features
 from gancore.metrics.extractors import BuiltinExtractor, compute_stats
-from gancore.metrics.inception import WEIGHTS_ENV, WEIGHTS_FILE, InceptionV3FID, load_fid_inception
+from gancore.metrics.inception import WEIGHTS_ENV, WEIGHTS_FILE, load_fid_inception
 
 
 def blobs(n, seed, shift=0.0):
@@ -80,23 +80,6 @@ KNOWN_SHAPES = {
     "fc.weight": (1008, 2048),
     "fc.bias": (1008,),
 }
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    """A state_dict with the file's keys and shapes and seeded random values, saved like the real one."""
-    gen = torch.Generator().manual_seed(0)
-    state = {}
-    for key, value in InceptionV3FID().state_dict().items():
-        if key.endswith("running_var"):
-            state[key] = torch.rand(value.shape, generator=gen) + 0.5
-        elif key.endswith("num_batches_tracked"):
-            continue
-        else:
-            state[key] = torch.randn(value.shape, generator=gen) * 0.05
-    path = tmp_path_factory.mktemp("weights") / WEIGHTS_FILE
-    torch.save(state, path)
-    return path, state
 
 
 def test_inception_architecture_has_the_files_keys(weights_file):
