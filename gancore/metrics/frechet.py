@@ -111,14 +111,19 @@ def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor, *, method: st
     if method == "auto":
         method = "newton_schulz" if sigma1.device.type == "cuda" else "eigh"
     factor, lower = _factor(sigma1)
-    factor = factor.expand(*batch, dim, dim).reshape(-1, dim, dim)
-    others = sigma2.expand(*batch, dim, dim).reshape(-1, dim, dim)
-    out = torch.empty(factor.shape[0], dtype=sigma1.dtype, device=sigma1.device)
-    chunk = _CHUNK if sigma1.device.type == "cpu" else max(1, factor.shape[0])
-    for start in range(0, factor.shape[0], chunk):
-        stop = start + chunk
-        congruent = _congruence(factor[start:stop], others[start:stop], lower)
-        out[start:stop] = _trace_sqrt_psd(congruent, method, impl)
+    factors = factor.reshape(-1, dim, dim)
+    others = sigma2.reshape(-1, dim, dim)
+    which_factor = torch.arange(factors.shape[0]).reshape(sigma1.shape[:-2]).expand(batch).reshape(-1)
+    which_other = torch.arange(others.shape[0]).reshape(sigma2.shape[:-2]).expand(batch).reshape(-1)
+    total = which_other.numel()
+    out = torch.empty(total, dtype=sigma1.dtype, device=sigma1.device)
+    chunk = _CHUNK if sigma1.device.type == "cpu" else max(1, total)
+    for start in range(0, total, chunk):
+        stop = min(start + chunk, total)
+        # A shared factor stays one (D, D) matrix that every product broadcasts against.
+        f = factors[0] if factors.shape[0] == 1 else factors[which_factor[start:stop]]
+        o = others[start:stop] if others.shape[0] == total else others[which_other[start:stop]]
+        out[start:stop] = _trace_sqrt_psd(_congruence(f, o, lower), method, impl)
     return out.reshape(batch)
 
 
@@ -132,7 +137,8 @@ def _factor(sigma: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 
 def _congruence(factor: torch.Tensor, sigma: torch.Tensor, lower: bool) -> torch.Tensor:
-    """F^T S F for a batch; with F lower triangular on the CPU, only the nonzero panels are multiplied.
+    """F^T S F for a batch S (K, D, D) and F (D, D) or (K, D, D); with F lower triangular on the CPU,
+    only the nonzero panels are multiplied.
 
     (S F)[:, J] = S[:, J:] F[J:, J] and (F^T P)[I, I:] = F[I:, I]^T P[I:, I:], which is what a
     triangular multiply does: about 5/3 D^3 flops instead of 4 D^3. Only the upper triangle of the
@@ -145,11 +151,11 @@ def _congruence(factor: torch.Tensor, sigma: torch.Tensor, lower: bool) -> torch
     product = torch.empty_like(sigma)
     for start in range(0, dim, panel):
         stop = min(start + panel, dim)
-        product[:, :, start:stop] = sigma[:, :, start:] @ factor[:, start:, start:stop]
+        product[:, :, start:stop] = sigma[:, :, start:] @ factor[..., start:, start:stop]
     result = torch.zeros_like(sigma)
     for start in range(0, dim, panel):
         stop = min(start + panel, dim)
-        left = factor[:, start:, start:stop].transpose(-1, -2)
+        left = factor[..., start:, start:stop].transpose(-1, -2)
         result[:, start:stop, start:] = left @ product[:, start:, start:]
     return result
 
