@@ -6,7 +6,9 @@ the first CUDA call, the weights when an InceptionV3 is built.
 """
 
 from gancore.metrics.distances import KID, kid, mmd2, wasserstein_distance
+from gancore.metrics.extractors import BuiltinExtractor, compute_stats
 from gancore.metrics.frechet import fid_from_features, frechet_distance
+from gancore.metrics.inception import InceptionV3FID, load_fid_inception
 from gancore.metrics.nearest import (
     NearestNeighbourAccuracy,
     PrecisionRecall,
@@ -28,12 +30,15 @@ from gancore.metrics.variants import (
 __all__ = [
     "KID",
     "BootstrapFID",
+    "BuiltinExtractor",
     "FIDInfinity",
     "FeatureStats",
     "IntraFID",
     "NearestNeighbourAccuracy",
     "PrecisionRecall",
+    "InceptionV3FID",
     "SplitScore",
+    "compute_stats",
     "fid_bootstrap",
     "fid_from_features",
     "fid_infinity",
@@ -42,6 +47,7 @@ __all__ = [
     "inception_score",
     "intra_fid",
     "kid",
+    "load_fid_inception",
     "mmd2",
     "mode_score",
     "nearest_neighbour_accuracy",

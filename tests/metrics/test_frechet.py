@@ -8,6 +8,7 @@ import scipy.linalg
 import torch
 
 from gancore.metrics import FeatureStats, _fused, fid_from_features, frechet_distance
+from gancore.ops import record_backends
 
 
 def scipy_fid(mu1, sigma1, mu2, sigma2):
@@ -180,5 +181,7 @@ def test_cuda_matches_cpu(pair):
     mu1, sigma1, mu2, sigma2 = pair(256)
     expected = frechet_distance(mu1, sigma1, mu2, sigma2)
     args = [torch.from_numpy(a).cuda() for a in (mu1, sigma1, mu2, sigma2)]
-    for method in ("newton_schulz", "eigh"):
-        assert float(frechet_distance(*args, method=method)) == pytest.approx(expected, rel=1e-9)
+    with record_backends() as ran:
+        assert float(frechet_distance(*args)) == pytest.approx(expected, rel=1e-9)
+    assert ran == [("fid_newton_schulz", "triton")]
+    assert float(frechet_distance(*args, method="eigh")) == pytest.approx(expected, rel=1e-9)

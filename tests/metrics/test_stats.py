@@ -1,11 +1,14 @@
 """FeatureStats: streaming, merging, distributed combination and .npz files."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+import gancore.ops
 from gancore.metrics import FeatureStats
 from gancore.metrics.stats import batch_moments
 from gancore.ops import record_backends
@@ -91,6 +94,18 @@ def test_reads_pytorch_fid_files(rng, tmp_path):
     (tmp_path / "junk.npz").write_text("not a zip")
     with pytest.raises(ValueError, match="not a readable .npz"):
         FeatureStats.load(tmp_path / "junk.npz")
+
+
+def test_cpu_runs_the_torch_path_without_a_fallback_warning(monkeypatch):
+    monkeypatch.delenv("GANCORE_IMPL", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with record_backends() as ran:
+            FeatureStats(3).update(np.ones((4, 3)))
+    assert ran == [("fid_scatter", "ref")]
+    report = gancore.ops.backends()
+    assert report["fid_scatter"]["cpu"]["impl"] == "ref"
+    assert report["fid_newton_schulz"]["cpu"]["impl"] == "ref"
 
 
 def test_bad_batches_are_named(rng):

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from gancore.metrics import _fused
+from gancore.metrics import FeatureStats, _fused, frechet_distance
 from gancore.metrics.stats import batch_moments
 from gancore.ops import record_backends
 
@@ -63,3 +63,22 @@ def test_newton_schulz_triton_matches_eigvalsh(dtype, tol):
     assert ran == [("fid_newton_schulz", "triton")]
     assert bool(converged.all())
     assert torch.allclose(got.double(), expected, rtol=tol)
+
+
+def test_feature_stats_and_frechet_distance_through_triton():
+    gen = torch.Generator().manual_seed(3)
+    features = torch.randn(90, 20, generator=gen) * 2 + 50
+    with record_backends() as ran:
+        stats = FeatureStats(20, impl="triton")
+        for batch in features.split(40):
+            stats.update(batch.half())
+    assert set(ran) == {("fid_scatter", "triton")}
+    expected = FeatureStats(20).update(features.half())
+    assert torch.allclose(stats.sigma, expected.sigma, atol=1e-12)
+    other = FeatureStats(20).update(torch.randn(100, 20, generator=gen, dtype=torch.float64))
+    moments = (stats.mu, stats.sigma, other.mu, other.sigma)
+    with record_backends() as ran:
+        got = frechet_distance(*moments, method="newton_schulz", impl="triton")
+    assert ran == [("fid_newton_schulz", "triton")]
+    eigh = frechet_distance(*moments, method="eigh")
+    assert float(got) == pytest.approx(float(eigh), rel=1e-10)
