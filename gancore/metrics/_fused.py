@@ -28,7 +28,10 @@ _CPU_PANEL = 256
 
 
 def pick_backend(op: str, impl: str, device: torch.device) -> str:
-    if impl == "auto" and device.type == "cpu" and not os.environ.get("GANCORE_IMPL"):
+    """The backend for `op`: on CPU tensors the torch path is these ops' CPU backend, so "auto" (and
+    GANCORE_IMPL=cpu or ref) picks it quietly; anything else goes through the common dispatch."""
+    forced = os.environ.get("GANCORE_IMPL", "")
+    if impl == "auto" and device.type == "cpu" and forced in ("", "auto", "cpu", "ref"):
         return "ref"
     return choose(op, impl, device)
 

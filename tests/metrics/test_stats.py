@@ -96,8 +96,12 @@ def test_reads_pytorch_fid_files(rng, tmp_path):
         FeatureStats.load(tmp_path / "junk.npz")
 
 
-def test_cpu_runs_the_torch_path_without_a_fallback_warning(monkeypatch):
-    monkeypatch.delenv("GANCORE_IMPL", raising=False)
+@pytest.mark.parametrize("forced", [None, "cpu", "ref"])
+def test_cpu_runs_the_torch_path_without_a_fallback_warning(monkeypatch, forced):
+    if forced is None:
+        monkeypatch.delenv("GANCORE_IMPL", raising=False)
+    else:
+        monkeypatch.setenv("GANCORE_IMPL", forced)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with record_backends() as ran:
