@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from gancore.metrics import FeatureStats, _fused, fid_from_features, frechet_distance
+from gancore.metrics import FeatureStats, _fused, fid_from_features, frechet, frechet_distance
 from gancore.ops import record_backends
 
 
@@ -132,6 +132,15 @@ def test_blocked_triangular_products_match_plain_ones(pair, monkeypatch):
     mu1, sigma1, mu2, sigma2 = pair(70)
     expected = scipy_fid(mu1, sigma1, mu2, sigma2)
     assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_batched_eigenvalues_leave_the_thread_setting_alone(rng):
+    x = torch.from_numpy(rng.standard_normal((5, 40, 30)))
+    matrices = x.transpose(1, 2) @ x
+    threads = torch.get_num_threads()
+    got = frechet._eigvalsh(matrices)
+    assert torch.get_num_threads() == threads
+    assert torch.allclose(got, torch.linalg.eigvalsh(matrices), rtol=1e-12, atol=1e-10)
 
 
 def test_low_rank_routes_match_the_full_computation(rng, gaussian):
