@@ -10,10 +10,11 @@ from gancore.metrics.stats import batch_moments
 from gancore.ops import record_backends
 
 pytest.importorskip("triton")
-pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
-                                reason="Triton kernels run on CPU tensors only under TRITON_INTERPRET=1")
+needs_interpreter = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
+                                       reason="Triton runs CPU tensors only under TRITON_INTERPRET=1")
 
 
+@needs_interpreter
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
 @pytest.mark.parametrize("fp64_products", [True, False])
 def test_scatter_update_matches_torch(dtype, fp64_products):
@@ -40,6 +41,7 @@ def test_scatter_update_matches_torch(dtype, fp64_products):
         assert torch.allclose(got, expected, rtol=tol, atol=tol * expected.abs().max()), impl
 
 
+@needs_interpreter
 def test_scatter_kernel_reads_strided_features():
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(40, 3, 33, generator=gen).transpose(0, 1)  # (3, 40, 33), non-contiguous
@@ -51,6 +53,7 @@ def test_scatter_kernel_reads_strided_features():
         assert torch.allclose(mean[k], x[k].double().mean(0))
 
 
+@needs_interpreter
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-4)])
 def test_newton_schulz_triton_matches_eigvalsh(dtype, tol):
     gen = torch.Generator().manual_seed(2)
@@ -65,6 +68,7 @@ def test_newton_schulz_triton_matches_eigvalsh(dtype, tol):
     assert torch.allclose(got.double(), expected, rtol=tol)
 
 
+@needs_interpreter
 def test_feature_stats_and_frechet_distance_through_triton():
     gen = torch.Generator().manual_seed(3)
     features = torch.randn(90, 20, generator=gen) * 2 + 50
@@ -82,3 +86,19 @@ def test_feature_stats_and_frechet_distance_through_triton():
     assert ran == [("fid_newton_schulz", "triton")]
     eigh = frechet_distance(*moments, method="eigh")
     assert float(got) == pytest.approx(float(eigh), rel=1e-10)
+
+
+def test_compile_cases_describe_every_argument():
+    # The sm_80/sm_90 code-generation check compiles these; a missing or misspelt argument would
+    # only show there, so check the table against the kernels' own signatures here.
+    from gancore.kernels import fid as kernels
+
+    names = [case["name"] for case in kernels.COMPILE_CASES]
+    assert len(names) == len(set(names))
+    launched = {kernels.scatter_update_kernel, kernels.newton_schulz_t_kernel,
+                kernels.newton_schulz_yz_kernel}
+    assert {case["fn"] for case in kernels.COMPILE_CASES} == launched
+    for case in kernels.COMPILE_CASES:
+        assert list(case["signature"]) == case["fn"].arg_names, case["name"]
+        constexprs = {k for k, v in case["signature"].items() if v == "constexpr"}
+        assert constexprs == set(case["constexprs"]), case["name"]
