@@ -69,7 +69,7 @@ def _scatter_update_torch(scatter, x, batch_mean, delta, coef, fp64_products):
             scatter[:, :stop, start:stop] += panel.to(torch.float64)
     else:
         scatter += torch.bmm(centred.transpose(1, 2), centred).to(torch.float64)
-    scatter += coef[:, None, None] * (delta[:, :, None] * delta[:, None, :])
+    scatter.baddbmm_((delta * coef[:, None])[:, :, None], delta[:, None, :])  # rank one, in place
 
 
 def _scatter_update_triton(scatter, x, batch_mean, delta, coef, fp64_products):
