@@ -28,6 +28,7 @@ from gancore.metrics._common import (
     full_precision_matmul,
     to_tensor,
 )
+from gancore.metrics.stats import FeatureStats, batch_moments
 
 METHODS = ("auto", "eigh", "newton_schulz")
 
@@ -211,8 +212,6 @@ def fid_from_features(features_a, features_b, *, method: str = "auto", impl: str
     Otherwise both covariances are formed and `frechet_distance` is used. The answer is numpy (a float
     for one set) when both arguments are numpy arrays, else torch.
     """
-    from gancore.metrics.stats import FeatureStats
-
     as_numpy = all(isinstance(v, np.ndarray) for v in (features_a, features_b))
     if isinstance(features_b, FeatureStats):
         features_a, features_b = features_b, features_a
@@ -247,13 +246,13 @@ def fid_from_features(features_a, features_b, *, method: str = "auto", impl: str
         if small_a and small_b:
             cov_term = _low_rank_both(xa, xb)
         elif small_b:
-            sigmaa = sigmaa if sigmaa is not None else _covariance(xa[None], impl)[0]
+            sigmaa = sigmaa if sigmaa is not None else batch_moments(xa[None], impl=impl)[1][0]
             cov_term = _low_rank_one(sigmaa, xb)
         elif small_a:
-            cov_term = _low_rank_one(_covariance(xb, impl), xa[None])
+            cov_term = _low_rank_one(batch_moments(xb, impl=impl)[1], xa[None])
         else:
-            sigmaa = sigmaa if sigmaa is not None else _covariance(xa[None], impl)[0]
-            cov_term = _covariance_term(sigmaa, _covariance(xb, impl), method, impl)
+            sigmaa = sigmaa if sigmaa is not None else batch_moments(xa[None], impl=impl)[1][0]
+            cov_term = _covariance_term(sigmaa, batch_moments(xb, impl=impl)[1], method, impl)
         diff = mua - mub
         result = ((diff * diff).sum(-1) + cov_term).clamp_min(0.0)
     return answer(result if batched else result[0], as_numpy)
@@ -262,15 +261,6 @@ def fid_from_features(features_a, features_b, *, method: str = "auto", impl: str
 def _check_dim(dim_a: int, dim_b: int) -> None:
     if dim_a != dim_b:
         raise ValueError(f"feature dimensions differ: features_a has D={dim_a}, features_b has D={dim_b}")
-
-
-def _covariance(centred: torch.Tensor, impl: str) -> torch.Tensor:
-    """Covariances (K, D, D) of centred sets (K, N, D), through the fused scatter step."""
-    count, n, dim = centred.shape
-    scatter = torch.zeros(count, dim, dim, dtype=centred.dtype, device=centred.device)
-    zeros = torch.zeros(count, dim, dtype=centred.dtype, device=centred.device)
-    _fused.scatter_update(scatter, centred, zeros, zeros, zeros[:, 0], impl=impl)
-    return _fused.symmetrize(scatter) / (n - 1)
 
 
 def _low_rank_one(sigma: torch.Tensor, centred: torch.Tensor) -> torch.Tensor:
