@@ -9,6 +9,7 @@ import importlib
 COMMAND_MODULES = (
     "gancore.bench.cli",
     "gancore.train.cli",
+    "gancore.metrics.cli",
 )
 
 

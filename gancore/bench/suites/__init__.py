@@ -11,4 +11,5 @@ and optionally count(ctx) -> int, the number of rows run() yields (for the progr
 SUITES = {
     "instance_norm": "gancore.bench.suites.instance_norm",
     "trainer": "gancore.bench.suites.trainer",
+    "fid": "gancore.bench.suites.fid",
 }
