@@ -182,11 +182,11 @@ def _trace_sqrt_psd(matrices: torch.Tensor, method: str, impl: str) -> torch.Ten
 def _eigvalsh(matrices: torch.Tensor) -> torch.Tensor:
     """eigvalsh of a batch (K, D, D) from upper triangles; on the CPU, one matrix per thread.
 
-    LAPACK's tridiagonal reduction is a sequence of matrix-vector products with a barrier after each,
-    which gains little from a second thread and loses badly when the cores are shared (measured on a
-    loaded 2-core machine: 50x slower with 2 threads than with 1 at D = 1024). Matrices of a batch are
-    independent, so each worker thread takes its own share with one LAPACK thread; the caller's thread
-    setting is untouched (it is per thread).
+    LAPACK's tridiagonal reduction is a sequence of matrix-vector products with a barrier after each:
+    threads inside one call help on free cores but collapse on shared ones (measured on a loaded 2-core
+    machine: 25x slower with 2 threads than with 1 at D = 1024). Matrices of a batch are independent,
+    so each worker thread takes its own share with one LAPACK thread, with no barriers; the caller's
+    thread setting is untouched (it is per thread). A single matrix keeps torch's threading.
     """
     workers = min(torch.get_num_threads(), matrices.shape[0])
     if matrices.device.type != "cpu" or workers < 2:
