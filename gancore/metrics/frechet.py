@@ -184,7 +184,7 @@ def _eigvalsh(matrices: torch.Tensor) -> torch.Tensor:
 
     LAPACK's tridiagonal reduction is a sequence of matrix-vector products with a barrier after each:
     threads inside one call help on free cores but collapse on shared ones (measured on a loaded 2-core
-    machine: 25x slower with 2 threads than with 1 at D = 1024). Matrices of a batch are independent,
+    machine: 10-25x slower with 2 threads than with 1 at D = 1024). Matrices of a batch are independent,
     so each worker thread takes its own share with one LAPACK thread, with no barriers; the caller's
     thread setting is untouched (it is per thread). A single matrix keeps torch's threading.
     """
