@@ -32,9 +32,10 @@ from gancore.metrics.stats import FeatureStats, batch_moments
 
 METHODS = ("auto", "eigh", "newton_schulz")
 
-# Matrices multiplied and decomposed at once on the CPU: bounds the memory of a large batch to a few
-# (D, D) float64 matrices per chunk.
-_CHUNK = 8
+# Matrices multiplied and decomposed at once: on the CPU a few (one per thread and then some); on a GPU
+# as many as fit in about 2 GiB with the six (D, D) buffers a Newton–Schulz step needs for each.
+_CPU_CHUNK = 8
+_GPU_CHUNK_BYTES = 2**31
 
 
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike, *,
@@ -119,7 +120,10 @@ def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor, *, method: st
     which_other = torch.arange(others.shape[0]).reshape(sigma2.shape[:-2]).expand(batch).reshape(-1)
     total = which_other.numel()
     out = torch.empty(total, dtype=sigma1.dtype, device=sigma1.device)
-    chunk = _CHUNK if sigma1.device.type == "cpu" else max(1, total)
+    if sigma1.device.type == "cpu":
+        chunk = _CPU_CHUNK
+    else:
+        chunk = max(1, _GPU_CHUNK_BYTES // (6 * dim * dim * sigma1.element_size()))
     for start in range(0, total, chunk):
         stop = min(start + chunk, total)
         # A shared factor stays one (D, D) matrix that every product broadcasts against.
@@ -178,11 +182,11 @@ def _trace_sqrt_psd(matrices: torch.Tensor, method: str, impl: str) -> torch.Ten
 def _eigvalsh(matrices: torch.Tensor) -> torch.Tensor:
     """eigvalsh of a batch (K, D, D) from upper triangles; on the CPU, one matrix per thread.
 
-    LAPACK's tridiagonal reduction is a sequence of matrix-vector products with a barrier after each,
-    which gains little from a second thread and loses badly when the cores are shared (measured on a
-    loaded 2-core machine: 50x slower with 2 threads than with 1 at D = 1024). Matrices of a batch are
-    independent, so each worker thread takes its own share with one LAPACK thread; the caller's thread
-    setting is untouched (it is per thread).
+    LAPACK's tridiagonal reduction is a sequence of matrix-vector products with a barrier after each:
+    threads inside one call help on free cores but collapse on shared ones (measured on a loaded 2-core
+    machine: 10-25x slower with 2 threads than with 1 at D = 1024). Matrices of a batch are independent,
+    so each worker thread takes its own share with one LAPACK thread, with no barriers; the caller's
+    thread setting is untouched (it is per thread). A single matrix keeps torch's threading.
     """
     workers = min(torch.get_num_threads(), matrices.shape[0])
     if matrices.device.type != "cpu" or workers < 2:

@@ -19,6 +19,10 @@ class FeatureStats:
     No raw sum of squares is ever formed, so features offset by 1e4 lose no precision. Batches may be in
     any float dtype and on any device; the statistics live on the device of the first batch (or `device`).
 
+    On CUDA the batch is merged by one fused Triton kernel (see docs/metrics.md); its products are
+    float64 (DMMA tensor cores on A100/H100), or float32 without TF32 with fp64_products=False, for
+    GPUs with slow float64; the running sums stay float64 either way.
+
     `save`/`load` use `.npz` files with keys `mu` and `sigma` (the pytorch-fid format, read and written),
     plus `count` and `extractor` when known. Statistics loaded without a count can be compared but not
     merged or updated.
