@@ -83,7 +83,8 @@ void check_per_sample(const char* op, const char* name, const at::Tensor& t, int
 }
 
 at::Tensor interpolate_forward(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& alpha) {
-  const auto [N, S] = sample_geometry("gp_interpolate", real, {&fake});
+  const auto geom = sample_geometry("gp_interpolate", real, {&fake});
+  const int64_t N = geom.first, S = geom.second;
   check_per_sample("gp_interpolate", "alpha", alpha, N, acc_type_of(real.scalar_type()));
   auto out = at::empty_like(real);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, real.scalar_type(), "gp_interpolate_forward_cpu", [&] {
@@ -98,7 +99,8 @@ at::Tensor interpolate_forward(const at::Tensor& real, const at::Tensor& fake, c
 std::vector<at::Tensor> interpolate_backward(const at::Tensor& grad, const at::Tensor& real, const at::Tensor& fake,
                                              const at::Tensor& alpha, bool need_real, bool need_fake,
                                              bool need_alpha) {
-  const auto [N, S] = sample_geometry("gp_interpolate backward", real, {&fake, &grad});
+  const auto geom = sample_geometry("gp_interpolate backward", real, {&fake, &grad});
+  const int64_t N = geom.first, S = geom.second;
   const auto acc = acc_type_of(real.scalar_type());
   check_per_sample("gp_interpolate backward", "alpha", alpha, N, acc);
   at::Tensor dreal = need_real ? at::empty_like(real) : at::Tensor();
@@ -122,7 +124,8 @@ std::vector<at::Tensor> interpolate_backward(const at::Tensor& grad, const at::T
 std::vector<at::Tensor> norm_penalty_forward(const at::Tensor& g, int64_t mode, double center, double weight,
                                              double inv_scale) {
   TORCH_CHECK(mode >= kTwoSided && mode <= kSquaredNorm, "gradient_norm_penalty: unknown mode ", mode);
-  const auto [N, S] = sample_geometry("gradient_norm_penalty", g, {});
+  const auto geom = sample_geometry("gradient_norm_penalty", g, {});
+  const int64_t N = geom.first, S = geom.second;
   const auto acc = acc_type_of(g.scalar_type());
   auto partial = at::empty({N, gp_base::gp_chunks(S)}, g.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "gradient_norm_penalty_forward_cpu", [&] {
@@ -146,7 +149,8 @@ std::vector<at::Tensor> norm_penalty_forward(const at::Tensor& g, int64_t mode, 
 }
 
 at::Tensor norm_penalty_backward(const at::Tensor& grad, const at::Tensor& g, const at::Tensor& coef) {
-  const auto [N, S] = sample_geometry("gradient_norm_penalty backward", g, {});
+  const auto geom = sample_geometry("gradient_norm_penalty backward", g, {});
+  const int64_t N = geom.first, S = geom.second;
   const auto acc = acc_type_of(g.scalar_type());
   check_per_sample("gradient_norm_penalty backward", "coef", coef, N, acc);
   TORCH_CHECK(grad.numel() == 1, "gradient_norm_penalty backward: grad must be a scalar, got ", grad.sizes());

@@ -18,15 +18,6 @@ namespace gancore {
 struct ConvGeometry {
   int64_t N, C, H, W, KH, KW, stride, pad, OH, OW;
   int64_t taps() const { return KH * KW; }
-  // first and one-past-last output column whose input column ox*stride - pad + kx lies in [0, W)
-  int64_t ox_begin(int64_t kx) const {
-    const int64_t t = pad - kx;
-    return t <= 0 ? 0 : std::min(OW, (t + stride - 1) / stride);
-  }
-  int64_t ox_end(int64_t kx) const {
-    const int64_t t = W - 1 + pad - kx;
-    return t < 0 ? 0 : std::min(OW, t / stride + 1);
-  }
 };
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))

@@ -13,83 +13,124 @@ inline int64_t channel_chunks(int64_t C) { return (C + kChannelChunk - 1) / kCha
 inline int64_t row_blocks(int64_t H) { return (H + kRowBlock - 1) / kRowBlock; }
 
 // ---- contiguous (N, C, H, W) -------------------------------------------------------------------
+// Each plane is copied once into a zero-padded buffer of row length Wp = W + 2*pad. Indexing the
+// outputs "wide", j = oy*Wp + ox with ox < Wp, every tap becomes one long loop with a constant
+// offset: input index stride*j + ky*Wp + kx. Columns ox >= OW are padding: their logits are never
+// read and their dz is zero. Planes of a PatchGAN are small (31x31), so all of it stays in L1.
+
+struct WideGeometry {
+  int64_t Wp, wide, padded;  // padded row length, OH * Wp, length of the padded plane buffer
+};
+
+inline WideGeometry wide_geometry(const ConvGeometry& g) {
+  const int64_t Wp = g.W + 2 * g.pad, wide = g.OH * Wp;
+  const int64_t reach = g.stride * (wide - 1) + (g.KH - 1) * Wp + g.KW;  // one past the last index read
+  return {Wp, wide, std::max((g.H + 2 * g.pad) * Wp, reach)};
+}
+
+// hp[(iy + pad) * Wp + ix + pad] = x[iy, ix], zero elsewhere.
+template <typename T, typename A>
+void pad_plane(const T* x, const ConvGeometry& g, const WideGeometry& wg, A* hp) {
+  std::fill(hp, hp + wg.padded, A(0));
+  for (int64_t iy = 0; iy < g.H; ++iy) {
+    A* dst = hp + (iy + g.pad) * wg.Wp + g.pad;
+    const T* src = x + iy * g.W;
+#pragma omp simd
+    for (int64_t ix = 0; ix < g.W; ++ix) dst[ix] = static_cast<A>(src[ix]);
+  }
+}
 
 // partial[(n * chunks + k) * OH*OW + p]: the logit map of sample n over channel chunk k.
-// w is (C, KH*KW).
-template <typename T, typename A>
-void logits_nchw(const T* h, const A* w, A* partial, const ConvGeometry& g) {
-  const int64_t chunks = channel_chunks(g.C), P = g.OH * g.OW, plane = g.H * g.W, s = g.stride;
+// w is (C, KH*KW). UNIT: stride 1, so every tap's loop reads contiguously.
+template <bool UNIT, typename T, typename A>
+void logits_nchw_impl(const T* h, const A* w, A* partial, const ConvGeometry& g) {
+  const int64_t chunks = channel_chunks(g.C), plane = g.H * g.W, s = UNIT ? 1 : g.stride;
+  const WideGeometry wg = wide_geometry(g);
   at::parallel_for(0, g.N * chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<A> hp(wg.padded), z(wg.wide);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / chunks, c0 = (task % chunks) * kChannelChunk;
-      A* z = partial + task * P;
-      std::fill(z, z + P, A(0));
+      std::fill(z.begin(), z.end(), A(0));
+      A* zw = z.data();
       for (int64_t c = c0; c < std::min(g.C, c0 + kChannelChunk); ++c) {
-        const T* x = h + (n * g.C + c) * plane;
-        const A* wc = w + c * g.taps();
+        pad_plane<T, A>(h + (n * g.C + c) * plane, g, wg, hp.data());
         for (int64_t ky = 0; ky < g.KH; ++ky) {
           for (int64_t kx = 0; kx < g.KW; ++kx) {
-            const A wv = wc[ky * g.KW + kx];
-            const int64_t lo = g.ox_begin(kx), hi = g.ox_end(kx), shift = kx - g.pad;
-            for (int64_t oy = 0; oy < g.OH; ++oy) {
-              const int64_t iy = oy * s - g.pad + ky;
-              if (iy < 0 || iy >= g.H) continue;
-              const T* row = x + iy * g.W;
-              A* zr = z + oy * g.OW;
+            const A wv = w[c * g.taps() + ky * g.KW + kx];
+            const A* src = hp.data() + ky * wg.Wp + kx;
 #pragma omp simd
-              for (int64_t ox = lo; ox < hi; ++ox) zr[ox] += wv * static_cast<A>(row[ox * s + shift]);
-            }
+            for (int64_t j = 0; j < wg.wide; ++j) zw[j] += wv * src[s * j];
           }
+        }
+      }
+      A* out = partial + task * g.OH * g.OW;
+      for (int64_t oy = 0; oy < g.OH; ++oy) std::copy(zw + oy * wg.Wp, zw + oy * wg.Wp + g.OW, out + oy * g.OW);
+    }
+  });
+}
+
+template <typename T, typename A>
+void logits_nchw(const T* h, const A* w, A* partial, const ConvGeometry& g) {
+  if (g.stride == 1) {
+    logits_nchw_impl<true, T, A>(h, w, partial, g);
+  } else {
+    logits_nchw_impl<false, T, A>(h, w, partial, g);
+  }
+}
+
+// One (n, c) plane at a time, from dz laid out wide (zero in the padding columns):
+// dw_partial[(n * C + c) * taps + tap] = sum_j dz[j] * hp[s*j + tap offset] and, when dh is wanted,
+// dh_padded[s*j + tap offset] += w[tap] * dz[j] (one tap's indices never collide), then cropped.
+template <bool UNIT, typename T, typename A>
+void backward_nchw_impl(const T* h, const A* w, const A* dz, T* dh, A* dw_partial, const ConvGeometry& g) {
+  const int64_t plane = g.H * g.W, s = UNIT ? 1 : g.stride;
+  const WideGeometry wg = wide_geometry(g);
+  std::vector<A> dz_wide(g.N * wg.wide, A(0));
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t oy = 0; oy < g.OH; ++oy)
+      std::copy(dz + (n * g.OH + oy) * g.OW, dz + (n * g.OH + oy + 1) * g.OW, dz_wide.data() + n * wg.wide + oy * wg.Wp);
+  at::parallel_for(0, g.N * g.C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<A> hp(wg.padded), dhp(dh != nullptr ? wg.padded : 0);
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t n = nc / g.C, c = nc % g.C;
+      const A* d = dz_wide.data() + n * wg.wide;
+      pad_plane<T, A>(h + nc * plane, g, wg, hp.data());
+      std::fill(dhp.begin(), dhp.end(), A(0));
+      for (int64_t ky = 0; ky < g.KH; ++ky) {
+        for (int64_t kx = 0; kx < g.KW; ++kx) {
+          const int64_t tap = ky * g.KW + kx, offset = ky * wg.Wp + kx;
+          const A* src = hp.data() + offset;
+          A sum = 0;
+#pragma omp simd reduction(+ : sum)
+          for (int64_t j = 0; j < wg.wide; ++j) sum += d[j] * src[s * j];
+          dw_partial[nc * g.taps() + tap] = sum;
+          if (dh != nullptr) {
+            const A wv = w[c * g.taps() + tap];
+            A* dst = dhp.data() + offset;
+#pragma omp simd
+            for (int64_t j = 0; j < wg.wide; ++j) dst[s * j] += wv * d[j];
+          }
+        }
+      }
+      if (dh != nullptr) {
+        T* out = dh + nc * plane;
+        for (int64_t iy = 0; iy < g.H; ++iy) {
+          const A* src = dhp.data() + (iy + g.pad) * wg.Wp + g.pad;
+#pragma omp simd
+          for (int64_t ix = 0; ix < g.W; ++ix) out[iy * g.W + ix] = static_cast<T>(src[ix]);
         }
       }
     }
   });
 }
 
-// One (n, c) plane at a time: dh = sum over taps of w * dz (scattered back to the input pixels),
-// dw_partial[(n * C + c) * taps + tap] = sum over pixels of dz * h. dz is (N, OH*OW).
 template <typename T, typename A>
 void backward_nchw(const T* h, const A* w, const A* dz, T* dh, A* dw_partial, const ConvGeometry& g) {
-  const int64_t plane = g.H * g.W, s = g.stride;
-  at::parallel_for(0, g.N * g.C, 1, [&](int64_t begin, int64_t end) {
-    std::vector<A> acc(dh != nullptr ? plane : 0);
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const int64_t n = nc / g.C, c = nc % g.C;
-      const T* x = h + nc * plane;
-      const A* wc = w + c * g.taps();
-      const A* dzn = dz + n * g.OH * g.OW;
-      A* dwp = dw_partial + nc * g.taps();
-      std::fill(acc.begin(), acc.end(), A(0));
-      for (int64_t ky = 0; ky < g.KH; ++ky) {
-        for (int64_t kx = 0; kx < g.KW; ++kx) {
-          const A wv = wc[ky * g.KW + kx];
-          const int64_t lo = g.ox_begin(kx), hi = g.ox_end(kx), shift = kx - g.pad;
-          A dw = 0;
-          for (int64_t oy = 0; oy < g.OH; ++oy) {
-            const int64_t iy = oy * s - g.pad + ky;
-            if (iy < 0 || iy >= g.H) continue;
-            const T* row = x + iy * g.W;
-            const A* d = dzn + oy * g.OW;
-            if (dh != nullptr) {
-              A* out = acc.data() + iy * g.W;
-#pragma omp simd
-              for (int64_t ox = lo; ox < hi; ++ox) out[ox * s + shift] += wv * d[ox];
-            }
-            A sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t ox = lo; ox < hi; ++ox) sum += d[ox] * static_cast<A>(row[ox * s + shift]);
-            dw += sum;
-          }
-          dwp[ky * g.KW + kx] = dw;
-        }
-      }
-      if (dh != nullptr) {
-        T* out = dh + nc * plane;
-#pragma omp simd
-        for (int64_t i = 0; i < plane; ++i) out[i] = static_cast<T>(acc[i]);
-      }
-    }
-  });
+  if (g.stride == 1) {
+    backward_nchw_impl<true, T, A>(h, w, dz, dh, dw_partial, g);
+  } else {
+    backward_nchw_impl<false, T, A>(h, w, dz, dh, dw_partial, g);
+  }
 }
 
 // ---- channels-last (N, H, W, C) ----------------------------------------------------------------
