@@ -59,7 +59,11 @@ def _sum_squares(G, PARTIAL, S, BLOCKS, BLOCK: tl.constexpr, ACC: tl.constexpr):
 @triton.jit
 def _penalty(PARTIAL, PENALTY, COEF, N, BLOCKS, center, weight, inv2, MODE: tl.constexpr, BLOCK_N: tl.constexpr,
              BLOCK_P: tl.constexpr, ACC: tl.constexpr):
-    """One program: per-sample sums of squares -> penalty terms, coef[n] for the backward, the mean."""
+    """One program: per-sample sums of squares -> penalty terms, coef[n] for the backward, the mean.
+
+    The scalars arrive as fp32 kernel arguments: every product starts from an ACC tensor, so the
+    arithmetic (the division by N included) happens in ACC.
+    """
     total = tl.zeros([BLOCK_N], ACC)
     for n0 in range(0, N, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
@@ -80,9 +84,9 @@ def _penalty(PARTIAL, PENALTY, COEF, N, BLOCKS, center, weight, inv2, MODE: tl.c
                 d = tl.maximum(d, 0)
             pen = d * d
             coef = tl.where(norm > 0, 2 * d / tl.where(norm > 0, norm, 1), 0)
-        tl.store(COEF + n, coef * (weight * inv2 / N), mask=n_mask)
+        tl.store(COEF + n, coef * weight * inv2 / N, mask=n_mask)
         total += tl.where(n_mask, pen, 0)
-    tl.store(PENALTY, tl.sum(total, axis=0) * (weight / N))
+    tl.store(PENALTY, tl.sum(total, axis=0) * weight / N)
 
 
 @triton.jit
