@@ -14,18 +14,27 @@ inline int64_t row_blocks(int64_t H) { return (H + kRowBlock - 1) / kRowBlock; }
 
 // ---- contiguous (N, C, H, W) -------------------------------------------------------------------
 // Each plane is copied once into a zero-padded buffer of row length Wp = W + 2*pad. Indexing the
-// outputs "wide", j = oy*Wp + ox with ox < Wp, every tap becomes one long loop with a constant
-// offset: input index stride*j + ky*Wp + kx. Columns ox >= OW are padding: their logits are never
-// read and their dz is zero. Planes of a PatchGAN are small (31x31), so all of it stays in L1.
+// outputs "wide", j = oy*Wp + ox with ox < Wp, tap t reads input index stride*j + off[t] with
+// off[t] = ky*Wp + kx: every loop over j is long and contiguous (for stride 1). Columns ox >= OW
+// are padding: their logits are never read and their dz is zero. Planes of a PatchGAN are small
+// (31x31), so everything a plane needs stays in L1. All taps are applied in one pass over j, with
+// the sum over taps in registers, rather than one read-modify-write pass over the outputs per tap.
 
 struct WideGeometry {
-  int64_t Wp, wide, padded;  // padded row length, OH * Wp, length of the padded plane buffer
+  int64_t Wp, wide, padded, front;  // padded row, OH * Wp, padded plane buffer, largest tap offset
+  std::vector<int64_t> off;         // off[t] for t = ky * KW + kx
 };
 
 inline WideGeometry wide_geometry(const ConvGeometry& g) {
-  const int64_t Wp = g.W + 2 * g.pad, wide = g.OH * Wp;
-  const int64_t reach = g.stride * (wide - 1) + (g.KH - 1) * Wp + g.KW;  // one past the last index read
-  return {Wp, wide, std::max((g.H + 2 * g.pad) * Wp, reach)};
+  WideGeometry wg;
+  wg.Wp = g.W + 2 * g.pad;
+  wg.wide = g.OH * wg.Wp;
+  wg.front = (g.KH - 1) * wg.Wp + g.KW - 1;
+  const int64_t reach = g.stride * (wg.wide - 1) + wg.front + 1;  // one past the last index read
+  wg.padded = std::max((g.H + 2 * g.pad) * wg.Wp, reach);
+  for (int64_t ky = 0; ky < g.KH; ++ky)
+    for (int64_t kx = 0; kx < g.KW; ++kx) wg.off.push_back(ky * wg.Wp + kx);
+  return wg;
 }
 
 // hp[(iy + pad) * Wp + ix + pad] = x[iy, ix], zero elsewhere.
@@ -41,26 +50,31 @@ void pad_plane(const T* x, const ConvGeometry& g, const WideGeometry& wg, A* hp)
 }
 
 // partial[(n * chunks + k) * OH*OW + p]: the logit map of sample n over channel chunk k.
-// w is (C, KH*KW). UNIT: stride 1, so every tap's loop reads contiguously.
-template <bool UNIT, typename T, typename A>
+// w is (C, KH*KW). UNIT: stride 1, so the compiler sees contiguous reads. TAPS: KH*KW when known
+// at compile time (16, PatchGAN's 4x4), so the loop over taps unrolls into plain vector loads;
+// 0 for any other kernel (the vectoriser then gathers: correct, slower).
+template <bool UNIT, int TAPS, typename T, typename A>
 void logits_nchw_impl(const T* h, const A* w, A* partial, const ConvGeometry& g) {
   const int64_t chunks = channel_chunks(g.C), plane = g.H * g.W, s = UNIT ? 1 : g.stride;
+  const int64_t taps = TAPS > 0 ? TAPS : g.taps();
   const WideGeometry wg = wide_geometry(g);
+  const int64_t* off = wg.off.data();
   at::parallel_for(0, g.N * chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<A> hp(wg.padded), z(wg.wide);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / chunks, c0 = (task % chunks) * kChannelChunk;
       std::fill(z.begin(), z.end(), A(0));
       A* zw = z.data();
+      const A* src = hp.data();
       for (int64_t c = c0; c < std::min(g.C, c0 + kChannelChunk); ++c) {
         pad_plane<T, A>(h + (n * g.C + c) * plane, g, wg, hp.data());
-        for (int64_t ky = 0; ky < g.KH; ++ky) {
-          for (int64_t kx = 0; kx < g.KW; ++kx) {
-            const A wv = w[c * g.taps() + ky * g.KW + kx];
-            const A* src = hp.data() + ky * wg.Wp + kx;
+        const A* wc = w + c * taps;
 #pragma omp simd
-            for (int64_t j = 0; j < wg.wide; ++j) zw[j] += wv * src[s * j];
-          }
+        for (int64_t j = 0; j < wg.wide; ++j) {
+          A acc = 0;
+#pragma GCC unroll 16
+          for (int64_t t = 0; t < taps; ++t) acc += wc[t] * src[s * j + off[t]];
+          zw[j] += acc;
         }
       }
       A* out = partial + task * g.OH * g.OW;
@@ -71,49 +85,93 @@ void logits_nchw_impl(const T* h, const A* w, A* partial, const ConvGeometry& g)
 
 template <typename T, typename A>
 void logits_nchw(const T* h, const A* w, A* partial, const ConvGeometry& g) {
+  const bool k4 = g.taps() == 16;
   if (g.stride == 1) {
-    logits_nchw_impl<true, T, A>(h, w, partial, g);
+    (k4 ? logits_nchw_impl<true, 16, T, A> : logits_nchw_impl<true, 0, T, A>)(h, w, partial, g);
   } else {
-    logits_nchw_impl<false, T, A>(h, w, partial, g);
+    (k4 ? logits_nchw_impl<false, 16, T, A> : logits_nchw_impl<false, 0, T, A>)(h, w, partial, g);
+  }
+}
+
+// dw[t] = sum_j d[j] * hp[s*j + off[t]] for every tap, four taps of a kernel row per pass over j
+// (four independent accumulators instead of one latency-bound chain).
+template <bool UNIT, typename A>
+void tap_dots(const A* d, const A* hp, const ConvGeometry& g, const WideGeometry& wg, A* dw) {
+  const int64_t s = UNIT ? 1 : g.stride;
+  for (int64_t ky = 0; ky < g.KH; ++ky) {
+    int64_t kx = 0;
+    for (; kx + 4 <= g.KW; kx += 4) {
+      const A* r = hp + ky * wg.Wp + kx;
+      A s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+      for (int64_t j = 0; j < wg.wide; ++j) {
+        const A dv = d[j];
+        s0 += dv * r[s * j];
+        s1 += dv * r[s * j + 1];
+        s2 += dv * r[s * j + 2];
+        s3 += dv * r[s * j + 3];
+      }
+      A* out = dw + ky * g.KW + kx;
+      out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
+    }
+    for (; kx < g.KW; ++kx) {
+      const A* r = hp + ky * wg.Wp + kx;
+      A sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < wg.wide; ++j) sum += d[j] * r[s * j];
+      dw[ky * g.KW + kx] = sum;
+    }
   }
 }
 
 // One (n, c) plane at a time, from dz laid out wide (zero in the padding columns):
-// dw_partial[(n * C + c) * taps + tap] = sum_j dz[j] * hp[s*j + tap offset] and, when dh is wanted,
-// dh_padded[s*j + tap offset] += w[tap] * dz[j] (one tap's indices never collide), then cropped.
-template <bool UNIT, typename T, typename A>
+// dw_partial[(n * C + c) * taps + t] = sum_j dz[j] * hp[s*j + off[t]], and dh. For stride 1, dh is
+// gathered: dh at padded index k = sum_t w[t] * dz[k - off[t]], read from dz with `front` zeros in
+// front; for other strides it is scattered, dh_padded[s*j + off[t]] += w[t] * dz[j] (one tap's
+// indices never collide), then cropped.
+template <bool UNIT, int TAPS, typename T, typename A>
 void backward_nchw_impl(const T* h, const A* w, const A* dz, T* dh, A* dw_partial, const ConvGeometry& g) {
   const int64_t plane = g.H * g.W, s = UNIT ? 1 : g.stride;
+  const int64_t taps = TAPS > 0 ? TAPS : g.taps();
   const WideGeometry wg = wide_geometry(g);
-  std::vector<A> dz_wide(g.N * wg.wide, A(0));
+  const int64_t* off = wg.off.data();
+  // per sample: dz wide, behind `front` zeros and followed by enough zeros for every gather
+  const int64_t stride_dz = wg.front + std::max(wg.padded, wg.wide);
+  std::vector<A> dz_pad(g.N * stride_dz, A(0));
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t oy = 0; oy < g.OH; ++oy)
-      std::copy(dz + (n * g.OH + oy) * g.OW, dz + (n * g.OH + oy + 1) * g.OW, dz_wide.data() + n * wg.wide + oy * wg.Wp);
+      std::copy(dz + (n * g.OH + oy) * g.OW, dz + (n * g.OH + oy + 1) * g.OW,
+                dz_pad.data() + n * stride_dz + wg.front + oy * wg.Wp);
   at::parallel_for(0, g.N * g.C, 1, [&](int64_t begin, int64_t end) {
-    std::vector<A> hp(wg.padded), dhp(dh != nullptr ? wg.padded : 0);
+    std::vector<A> hp(wg.padded), dhp(!UNIT && dh != nullptr ? wg.padded : 0);
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t n = nc / g.C, c = nc % g.C;
-      const A* d = dz_wide.data() + n * wg.wide;
+      const A* dpad = dz_pad.data() + n * stride_dz;
+      const A* d = dpad + wg.front;
+      const A* wc = w + c * taps;
       pad_plane<T, A>(h + nc * plane, g, wg, hp.data());
-      std::fill(dhp.begin(), dhp.end(), A(0));
-      for (int64_t ky = 0; ky < g.KH; ++ky) {
-        for (int64_t kx = 0; kx < g.KW; ++kx) {
-          const int64_t tap = ky * g.KW + kx, offset = ky * wg.Wp + kx;
-          const A* src = hp.data() + offset;
-          A sum = 0;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t j = 0; j < wg.wide; ++j) sum += d[j] * src[s * j];
-          dw_partial[nc * g.taps() + tap] = sum;
-          if (dh != nullptr) {
-            const A wv = w[c * g.taps() + tap];
-            A* dst = dhp.data() + offset;
+      tap_dots<UNIT, A>(d, hp.data(), g, wg, dw_partial + nc * taps);
+      if (dh == nullptr) continue;
+      T* out = dh + nc * plane;
+      if constexpr (UNIT) {
+        for (int64_t iy = 0; iy < g.H; ++iy) {
+          const A* row = d + (iy + g.pad) * wg.Wp + g.pad;  // index k - front of dz_pad's row start
 #pragma omp simd
-            for (int64_t j = 0; j < wg.wide; ++j) dst[s * j] += wv * d[j];
+          for (int64_t ix = 0; ix < g.W; ++ix) {
+            A acc = 0;
+#pragma GCC unroll 16
+            for (int64_t t = 0; t < taps; ++t) acc += wc[t] * row[ix - off[t]];
+            out[iy * g.W + ix] = static_cast<T>(acc);
           }
         }
-      }
-      if (dh != nullptr) {
-        T* out = dh + nc * plane;
+      } else {
+        std::fill(dhp.begin(), dhp.end(), A(0));
+        for (int64_t t = 0; t < taps; ++t) {
+          A* dst = dhp.data() + off[t];
+          const A wv = wc[t];
+#pragma omp simd
+          for (int64_t j = 0; j < wg.wide; ++j) dst[s * j] += wv * d[j];
+        }
         for (int64_t iy = 0; iy < g.H; ++iy) {
           const A* src = dhp.data() + (iy + g.pad) * wg.Wp + g.pad;
 #pragma omp simd
@@ -126,10 +184,11 @@ void backward_nchw_impl(const T* h, const A* w, const A* dz, T* dh, A* dw_partia
 
 template <typename T, typename A>
 void backward_nchw(const T* h, const A* w, const A* dz, T* dh, A* dw_partial, const ConvGeometry& g) {
+  const bool k4 = g.taps() == 16;
   if (g.stride == 1) {
-    backward_nchw_impl<true, T, A>(h, w, dz, dh, dw_partial, g);
+    (k4 ? backward_nchw_impl<true, 16, T, A> : backward_nchw_impl<true, 0, T, A>)(h, w, dz, dh, dw_partial, g);
   } else {
-    backward_nchw_impl<false, T, A>(h, w, dz, dh, dw_partial, g);
+    (k4 ? backward_nchw_impl<false, 16, T, A> : backward_nchw_impl<false, 0, T, A>)(h, w, dz, dh, dw_partial, g);
   }
 }
 

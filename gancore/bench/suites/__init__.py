@@ -9,4 +9,6 @@ A suite module defines:
 
 SUITES = {
     "instance_norm": "gancore.bench.suites.instance_norm",
+    "gradient_penalty": "gancore.bench.suites.gradient_penalty",
+    "patchgan": "gancore.bench.suites.patchgan",
 }
