@@ -23,6 +23,7 @@ import torch
 
 from gancore import _ext
 from gancore.ops import _dispatch
+from gancore.ops._vjp import vjp
 from gancore.ops.instance_norm import _acc_dtype, _dense, _like
 
 INTERPOLATE = "gp_interpolate"
@@ -367,10 +368,8 @@ def _interpolate_bwd_setup_context(ctx, inputs, output):
 def _interpolate_bwd_backward(ctx, gg_real, gg_fake, gg_alpha):
     """The backward is bilinear in (grad, inputs): its vjp, from the reference formulas."""
     grad, real, fake, alpha = ctx.saved_tensors
-    outs, vjp = torch.func.vjp(ref_interpolate_backward, grad, real, fake, alpha)
-    cotangents = tuple(g if needed and g is not None and g.numel() else torch.zeros_like(o)
-                       for g, o, needed in zip((gg_real, gg_fake, gg_alpha), outs, ctx.needed))
-    d_grad, d_real, d_fake, d_alpha = vjp(cotangents)
+    cotangents = [g if needed else None for g, needed in zip((gg_real, gg_fake, gg_alpha), ctx.needed)]
+    d_grad, d_real, d_fake, d_alpha = vjp(ref_interpolate_backward, (grad, real, fake, alpha), cotangents)
     return d_grad, d_real, d_fake, d_alpha, None, None, None, None
 
 
@@ -424,8 +423,7 @@ def _penalty_bwd_setup_context(ctx, inputs, output):
 def _penalty_bwd_backward(ctx, gg):
     """Differentiates dg = grad * coef(g) * g again, from the reference formulas (coef recomputed)."""
     grad, g = ctx.saved_tensors
-    _, vjp = torch.func.vjp(lambda grad, g: ref_norm_penalty_backward(grad, g, *ctx.args), grad, g)
-    d_grad, d_g = vjp(gg)
+    d_grad, d_g = vjp(lambda grad, g: (ref_norm_penalty_backward(grad, g, *ctx.args),), (grad, g), (gg,))
     return d_grad, d_g, None, None, None, None, None, None
 
 

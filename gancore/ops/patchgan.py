@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from gancore import _ext
 from gancore.ops import _dispatch
+from gancore.ops._vjp import vjp
 from gancore.ops.instance_norm import _acc_dtype
 
 OP = "patchgan_loss"
@@ -202,14 +203,15 @@ def ref_loss(h, weight, bias, target, kind: int, stride: int, padding: int, redu
 
 
 def ref_backward(grad, h, weight, bias, target, kind: int, stride: int, padding: int, reduction: int):
-    """(dh, dweight, dbias) as differentiable PyTorch ops (dbias None without a bias)."""
+    """(dh, dweight, dbias) from the reference loss; differentiable again under grad mode
+    (dbias None without a bias)."""
     primals = (h, weight) if bias is None else (h, weight, bias)
 
     def loss_of(h, weight, *maybe_bias):
-        return ref_loss(h, weight, maybe_bias[0] if maybe_bias else None, target, kind, stride, padding, reduction)
+        return (ref_loss(h, weight, maybe_bias[0] if maybe_bias else None, target, kind, stride, padding,
+                         reduction),)
 
-    _, vjp = torch.func.vjp(loss_of, *primals)
-    grads = vjp(grad.to(weight.dtype))
+    grads = vjp(loss_of, primals, (grad.to(weight.dtype),))
     return grads[0].to(h.dtype), grads[1], grads[2] if bias is not None else None
 
 
@@ -316,10 +318,7 @@ def _bwd_backward(ctx, gg_h, gg_weight, gg_bias):
         return (dh, dw, db) if has_bias else (dh, dw)
 
     primals = (grad, h, weight, bias) if has_bias else (grad, h, weight)
-    outs, vjp = torch.func.vjp(backward_of, *primals)
-    given = (gg_h if ctx.need_input else None, gg_weight, gg_bias)
-    cotangents = tuple(g if g is not None and g.numel() else torch.zeros_like(o) for g, o in zip(given, outs))
-    grads = vjp(cotangents)
+    grads = vjp(backward_of, primals, (gg_h if ctx.need_input else None, gg_weight, gg_bias))
     return (grads[0], grads[1], grads[2], grads[3] if has_bias else None,
             None, None, None, None, None, None, None, None)
 

@@ -264,3 +264,20 @@ def test_fallback_without_extension_warns_and_is_correct(monkeypatch):
     torch.testing.assert_close(out.double(), eager_patchgan_loss(H, W, B, 1.0, "lsgan"), rtol=1e-6, atol=1e-5)
     with pytest.raises(BackendUnavailable, match="'cpu' cannot run"):
         patchgan_loss(H, W, B, 1.0, impl="cpu")
+
+
+def test_double_backward_leaves_no_reference_cycle():
+    """The backward of the backward frees its residuals on return (no garbage for the cyclic gc)."""
+    import gc
+
+    h, w, _ = _inputs((2, 4, 9, 9))
+    h.requires_grad_(True)
+    gc.collect()
+    gc.disable()
+    try:
+        (dh,) = torch.autograd.grad(patchgan_loss(h, w, None, 0.9, loss="bce"), h, create_graph=True)
+        dh.square().sum().backward()
+        del dh
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

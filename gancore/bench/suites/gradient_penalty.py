@@ -10,13 +10,16 @@ critic's parameters. Contenders:
   gancore          fuse()d critic (InstanceNormAct2d), PatchGANHead(loss="wgan") for the critic
                    loss, gancore.ops.gradient_penalty (fused interpolation and norm penalty)
   gancore cl       the same in channels-last
+  gancore ops      only this issue's ops (PatchGANHead, fused penalty) on the eager critic's norms
   gancore 1-fwd    one critic forward over real, fake and interpolates concatenated (exact for an
                    instance-normalised critic), the penalty from that forward's input gradient
   torch.compile    the eager critic compiled; it cannot run the penalty (no double backward)
 
-Each is timed with and without the penalty (the penalty's cost is the ratio of the two) and its
-peak resident memory over one step is measured in a fresh process. `python -m
-gancore.bench.suites.gradient_penalty --profile --penalty` prints where the time goes (torch.profiler).
+Each is timed with and without the penalty (the penalty's cost is the ratio of the two). Peak
+memory is that of CPU tensors over one step (torch.profiler's memory timeline: what
+torch.cuda.max_memory_allocated reports on a GPU), and "held" what a step leaves allocated until the
+garbage collector runs. `python -m gancore.bench.suites.gradient_penalty --profile --penalty`
+prints where the time goes (torch.profiler).
 """
 
 from __future__ import annotations
@@ -24,10 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import json
-import os
-import subprocess
-import sys
+import gc
 from collections.abc import Callable, Iterator
 
 import torch
@@ -56,9 +56,9 @@ def pix2pix_critic() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def gancore_critic(critic: nn.Sequential) -> nn.Sequential:
+def gancore_critic(critic: nn.Sequential, fuse_norms: bool = True) -> nn.Sequential:
     """fuse() the norms and activations, and score with a PatchGANHead whose loss is the WGAN critic's."""
-    model = fuse(copy.deepcopy(critic))
+    model = fuse(copy.deepcopy(critic)) if fuse_norms else copy.deepcopy(critic)
     model[-1] = PatchGANHead.from_conv(model[-1], loss="wgan")
     return model
 
@@ -109,6 +109,7 @@ def _contenders(quick: bool) -> dict[str, tuple[Callable, str, str]]:
         contenders.update({
             "eager cl": (eager_step, "eager", "channels_last"),
             "gancore cl": (gancore_step, "gancore", "channels_last"),
+            "gancore ops": (gancore_step, "gancore ops", "nchw"),
             "gancore 1-fwd": (gancore_one_forward_step, "gancore", "nchw"),
         })
     return contenders
@@ -116,7 +117,7 @@ def _contenders(quick: bool) -> dict[str, tuple[Callable, str, str]]:
 
 def _setup(kind: str, layout: str, shape, device) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     critic = pix2pix_critic()
-    model = gancore_critic(critic) if kind == "gancore" else critic
+    model = critic if kind == "eager" else gancore_critic(critic, fuse_norms=kind == "gancore")
     gen = torch.Generator().manual_seed(1)
     real, fake = (torch.randn(shape, generator=gen) for _ in range(2))
     model, real, fake = model.to(device), real.to(device), fake.to(device)
@@ -149,9 +150,14 @@ def run(ctx: BenchContext) -> Iterator[dict]:
                 notes.append(f"penalty x{timing['ms'] / no_penalty_ms[name]:.2f} of the step without it")
             else:
                 no_penalty_ms[name] = timing["ms"]
-            peak = None if ctx.quick else _peak_rss_mb(name, penalty, shape, ctx.device)
-            if peak is not None:
-                notes.append(f"peak RSS +{peak:.0f} MB")
+            peak = None
+            if not ctx.quick and ctx.device.type == "cpu":
+                peak, end = tensor_memory_mb(functools.partial(step, model, real, fake, penalty, gen))
+                held = end - sum(p.grad.numel() * p.grad.element_size() for p in model.parameters()
+                                 if p.grad is not None) / 2**20  # what remains besides the new .grad
+                notes.append(f"tensor peak {peak:.0f} MB" + (f", {held:.0f} MB held until gc" if held >= 1 else ""))
+            del model
+            gc.collect()
             yield {"case": case, "contender": name, "peak_mb": peak, "note": "; ".join(notes), **timing}
         if not ctx.quick:
             yield from _compiled(ctx, case, shape, penalty)
@@ -169,44 +175,34 @@ def _compiled(ctx: BenchContext, case: str, shape, penalty: bool) -> Iterator[di
     yield {"case": case, "contender": "torch.compile", "note": "critic compiled (dynamic=False)", **timing}
 
 
-# ---- peak memory: one step in a fresh process ----------------------------------------------------------
+# ---- peak memory ----------------------------------------------------------------------------------------
 
 
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+def tensor_memory_mb(fn: Callable[[], object]) -> tuple[float, float]:
+    """(peak, still allocated at the end) of the CPU tensors fn allocates in one call, in MB.
 
+    From torch.profiler's memory timeline: every tensor allocation and free, in order, so the peak
+    is exact (glibc's resident size would mostly show the allocator's caching).
+    """
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    from torch.profiler._memory_profiler import Action
 
-def _peak_rss_mb(contender: str, penalty: bool, shape, device) -> float | None:
-    """Peak resident memory of one step above the resident memory before it (Linux), in MB."""
-    if torch.device(device).type != "cpu" or _status_kb("VmHWM") is None:
-        return None
-    cmd = [sys.executable, "-m", "gancore.bench.suites.gradient_penalty", "--peak", contender,
-           "--shape", ",".join(map(str, shape))] + (["--penalty"] if penalty else [])
-    run = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=900)
-    if run.returncode != 0:
-        return None
-    return json.loads(run.stdout.strip().splitlines()[-1])["peak_mb"]
-
-
-def _measure_peak(contender: str, penalty: bool, shape) -> dict:
-    step, kind, layout = _contenders(quick=False)[contender]
-    model, real, fake = _setup(kind, layout, shape, "cpu")
-    gen = torch.Generator().manual_seed(2)
-    before = _status_kb("VmRSS")
-    try:  # "5" resets the peak-RSS watermark (Linux >= 4.0), so VmHWM below is this step's
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    step(model, real, fake, penalty, gen)
-    return {"peak_mb": (_status_kb("VmHWM") - before) / 1024}
+    gc.collect()
+    with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                       with_stack=True) as prof:
+        fn()
+    current = peak = 0
+    for _, action, (key, _version), size in prof._memory_profile().timeline:
+        if key.device.type != "cpu":
+            continue
+        if action == Action.CREATE:
+            current += size
+        elif action == Action.DESTROY:
+            current -= size
+        peak = max(peak, current)
+    gc.collect()
+    return peak / 2**20, current / 2**20
 
 
 # ---- where the time goes ----------------------------------------------------------------------------------
@@ -243,14 +239,11 @@ def profile(shape=SHAPE, penalty: bool = True) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler breakdown of one step")
-    parser.add_argument("--peak", help="measure one step's peak RSS for this contender (used by the suite)")
-    parser.add_argument("--penalty", action="store_true")
+    parser.add_argument("--penalty", action="store_true", help="profile the step with the penalty")
     parser.add_argument("--shape", default=",".join(map(str, SHAPE)))
     args = parser.parse_args(argv)
     shape = tuple(int(s) for s in args.shape.split(","))
-    if args.peak:
-        print(json.dumps(_measure_peak(args.peak, args.penalty, shape)))
-    elif args.profile:
+    if args.profile:
         profile(shape, penalty=args.penalty)
     else:
         parser.print_help()
