@@ -63,7 +63,8 @@ using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 // (N, S) of a CPU tensor whose samples are dense blocks; every tensor in `others` must share its layout.
 std::pair<int64_t, int64_t> sample_geometry(const char* op, const at::Tensor& x,
                                             std::initializer_list<const at::Tensor*> others) {
-  TORCH_CHECK(x.device().is_cpu() && x.dim() >= 1 && x.size(0) > 0, op, ": expected a non-empty CPU tensor (N, ...), got ",
+  TORCH_CHECK(x.device().is_cpu() && x.dim() >= 1 && x.size(0) > 0, op,
+              ": expected a non-empty CPU tensor (N, ...), got ",
               x.sizes(), " on ", x.device());
   const int64_t N = x.size(0), S = x.numel() / N;
   TORCH_CHECK(x.is_non_overlapping_and_dense() && (N == 1 || x.stride(0) == S), op,

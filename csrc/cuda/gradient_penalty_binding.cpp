@@ -21,7 +21,9 @@ template <> struct cuda_type<at::BFloat16> { using type = __nv_bfloat16; };
 template <typename T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-void check_launch(cudaError_t err) { TORCH_CHECK(err == cudaSuccess, "gradient penalty (cuda): ", cudaGetErrorString(err)); }
+void check_launch(cudaError_t err) {
+  TORCH_CHECK(err == cudaSuccess, "gradient penalty (cuda): ", cudaGetErrorString(err));
+}
 
 // (N, S) of a CUDA tensor whose samples are dense blocks; `others` must share its layout.
 std::pair<int64_t, int64_t> sample_geometry(const char* op, const at::Tensor& x,
@@ -114,7 +116,7 @@ at::Tensor norm_penalty_backward(const at::Tensor& grad, const at::Tensor& g, co
   const c10::cuda::CUDAGuard guard(g.device());
   const at::Tensor scale = (coef * grad.to(coef.scalar_type()).reshape({})).contiguous();
   auto dg = at::empty_like(g);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "gradient_norm_penalty_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "gradient_norm_penalty_bwd_cuda", [&] {
     using A = acc_t<scalar_t>;
     check_launch(cuda::launch_gp_scale_samples(cuda_ptr<scalar_t>(g), scale.data_ptr<A>(), cuda_ptr<scalar_t>(dg), N,
                                                S, c10::cuda::getCurrentCUDAStream().stream()));

@@ -21,7 +21,9 @@ template <> struct cuda_type<at::BFloat16> { using type = __nv_bfloat16; };
 template <typename T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-void check_launch(cudaError_t err) { TORCH_CHECK(err == cudaSuccess, "patchgan_loss (cuda): ", cudaGetErrorString(err)); }
+void check_launch(cudaError_t err) {
+  TORCH_CHECK(err == cudaSuccess, "patchgan_loss (cuda): ", cudaGetErrorString(err));
+}
 
 cuda::PatchGeometry geometry(const at::Tensor& h, const at::Tensor& weight, int64_t stride, int64_t pad) {
   TORCH_CHECK(h.is_cuda() && h.dim() == 4 && h.size(0) > 0 && h.size(1) > 0,
