@@ -15,7 +15,8 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TRITON_MODULES = ["gancore.kernels.instance_norm", "gancore.kernels.fid"]
+TRITON_MODULES = ["gancore.kernels.instance_norm", "gancore.kernels.fid", "gancore.kernels.gradient_penalty",
+                  "gancore.kernels.patchgan"]
 
 
 def _clean_env() -> dict:
