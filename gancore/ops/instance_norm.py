@@ -7,7 +7,7 @@ Backends (same semantics): "ref" (PyTorch ops, the oracle), "cpu" (gancore._C), 
 (gancore.kernels.instance_norm), "cuda" (gancore._C built with CUDA). Registered as the custom ops
 gancore::instance_norm_act_fwd / _bwd, so torch.compile(fullgraph=True) keeps a model whole.
 The backward is a fused kernel too; the backward of the backward (WGAN-GP, R1) is computed from the
-reference formulas, which torch.func differentiates to any order.
+reference formulas through torch.autograd.grad (gancore.ops._vjp), differentiable to any order.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 
 from gancore import _ext
 from gancore.ops import _dispatch
+from gancore.ops._vjp import vjp
 
 OP = "instance_norm_act"
 _dispatch.register_op(OP, cpu="instance_norm_act_forward_cpu", cuda="instance_norm_act_forward_cuda",
@@ -272,16 +273,10 @@ def _bwd_backward(ctx, gg_x, gg_weight, gg_bias):
         w = next(it) if weight is not None else None
         b = next(it) if bias is not None else None
         dx, dw, db = ref_backward(grad, x, w, b, ctx.eps, ctx.slope)
-        return tuple(t for t, keep in ((dx, True), (dw, w is not None), (db, b is not None)) if keep)
+        return [dx] + [d for d, t in ((dw, w), (db, b)) if t is not None]
 
-    outs, vjp = torch.func.vjp(backward_of, *primals)
-    cotangents = [gg_x if gg_x is not None else torch.zeros_like(outs[0])]
-    k = 1
-    for g, present in ((gg_weight, weight is not None), (gg_bias, bias is not None)):
-        if present:
-            cotangents.append(g if g is not None and g.numel() else torch.zeros_like(outs[k]))
-            k += 1
-    grads = iter(vjp(tuple(cotangents)))
+    cotangents = [gg_x] + [g for g, t in ((gg_weight, weight), (gg_bias, bias)) if t is not None]
+    grads = iter(vjp(backward_of, primals, cotangents))
     d_grad, d_x = next(grads), next(grads)
     d_weight = next(grads) if weight is not None else None
     d_bias = next(grads) if bias is not None else None
