@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "common/gan_loss_math.h"
 #include "tensor_utils.h"
 
@@ -31,23 +32,12 @@ namespace gp_base {
 
 namespace {
 
-// AVX2+FMA where the CPU has it, unless GANCORE_CPU_ISA=baseline (as for instance_norm_act).
-bool use_avx2() {
-#ifdef GANCORE_GP_AVX2_BUILD
-  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  const char* forced = std::getenv("GANCORE_CPU_ISA");
-  if (forced != nullptr && std::strcmp(forced, "baseline") == 0) return false;
-  return supported;
-#else
-  return false;
-#endif
-}
 
 // Calls isa::NAME<scalar_t, A>(args...) for the instruction set in use.
 #ifdef GANCORE_GP_AVX2_BUILD
 #define GP_CALL(NAME, ...)                              \
   do {                                                  \
-    if (use_avx2()) {                                   \
+    if (cpu_use_avx2()) {                                   \
       gp_avx2::NAME<scalar_t, A>(__VA_ARGS__);          \
     } else {                                            \
       gp_base::NAME<scalar_t, A>(__VA_ARGS__);          \

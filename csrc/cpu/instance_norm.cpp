@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "common/instance_norm_math.h"
 #include "tensor_utils.h"
 
@@ -46,20 +47,8 @@ namespace isa_base {
 
 namespace {
 
-// The instruction set the kernels run with: AVX2+FMA where the CPU has it, unless
-// GANCORE_CPU_ISA=baseline asks for the portable build (tests run both).
-bool use_avx2() {
-#ifdef GANCORE_HAVE_AVX2_BUILD
-  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  const char* forced = std::getenv("GANCORE_CPU_ISA");
-  if (forced != nullptr && std::strcmp(forced, "baseline") == 0) return false;
-  return supported;
-#else
-  return false;
-#endif
-}
 
-std::string cpu_isa() { return use_avx2() ? "avx2" : "baseline"; }
+std::string cpu_isa() { return cpu_use_avx2() ? "avx2" : "baseline"; }
 
 template <typename T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
@@ -75,7 +64,7 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Ten
   auto mean = at::empty({N, C}, x.options().dtype(acc));
   auto rstd = at::empty({N, C}, x.options().dtype(acc));
   if (x.numel() == 0) return {out, mean, rstd};
-  const bool avx2 = use_avx2();
+  const bool avx2 = cpu_use_avx2();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "instance_norm_act_forward_cpu", [&] {
     using A = acc_t<scalar_t>;
     const Affine<A> aff{optional_ptr<A>(weight), optional_ptr<A>(bias)};
@@ -106,7 +95,7 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, co
   at::Tensor dx = need_input ? at::empty_like(x) : at::Tensor();
   auto sums = at::empty({2, N, C}, x.options().dtype(at::kDouble));
   if (x.numel() > 0) {
-    const bool avx2 = use_avx2();
+    const bool avx2 = cpu_use_avx2();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "instance_norm_act_backward_cpu", [&] {
       using A = acc_t<scalar_t>;
       const Affine<A> aff{optional_ptr<A>(weight), optional_ptr<A>(bias)};

@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "common/gan_loss_math.h"
 #include "tensor_utils.h"
 
@@ -36,22 +37,11 @@ namespace patch_base {
 
 namespace {
 
-// AVX2+FMA where the CPU has it, unless GANCORE_CPU_ISA=baseline (as for instance_norm_act).
-bool use_avx2() {
-#ifdef GANCORE_PATCH_AVX2_BUILD
-  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  const char* forced = std::getenv("GANCORE_CPU_ISA");
-  if (forced != nullptr && std::strcmp(forced, "baseline") == 0) return false;
-  return supported;
-#else
-  return false;
-#endif
-}
 
 #ifdef GANCORE_PATCH_AVX2_BUILD
 #define PATCH_CALL(NAME, ...)                      \
   do {                                             \
-    if (use_avx2()) {                              \
+    if (cpu_use_avx2()) {                              \
       patch_avx2::NAME(__VA_ARGS__);               \
     } else {                                       \
       patch_base::NAME(__VA_ARGS__);               \
