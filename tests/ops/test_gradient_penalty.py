@@ -24,17 +24,6 @@ pytestmark = pytest.mark.skipif(not _ext.has("gradient_norm_penalty_forward_cpu"
 KINDS = ["wgan-gp", "wgan-gp-one-sided", "r1", "r2", "dragan"]
 
 
-@pytest.fixture(params=["cpu-avx2", "cpu-baseline", "ref"])
-def impl(request, monkeypatch):
-    """The C++ kernels with each instruction set they are built for, and the reference path."""
-    name, _, isa = request.param.partition("-")
-    if isa == "baseline":
-        monkeypatch.setenv("GANCORE_CPU_ISA", "baseline")
-    if isa and _ext._C.cpu_isa() != isa:
-        pytest.skip(f"this CPU cannot run the {isa} kernels")
-    return name
-
-
 def _batch(shape, dtype=torch.float32, layout="nchw", seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)

@@ -42,17 +42,6 @@ def _layouts(shape):
 CASES = [(s, lay) for s in SHAPES for lay in _layouts(s)]
 
 
-@pytest.fixture(params=["cpu-avx2", "cpu-baseline", "ref"])
-def impl(request, monkeypatch):
-    """The C++ kernels with each instruction set they are built for, and the reference path."""
-    name, _, isa = request.param.partition("-")
-    if isa == "baseline":
-        monkeypatch.setenv("GANCORE_CPU_ISA", "baseline")
-    if isa and _ext._C.cpu_isa() != isa:
-        pytest.skip(f"this CPU cannot run the {isa} kernels")
-    return name
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("shape,layout", CASES)
 def test_forward_backward_match_eager(impl, dtype, shape, layout):

@@ -16,17 +16,6 @@ pytestmark = pytest.mark.skipif(not _ext.has("patchgan_loss_forward_cpu"), reaso
 LOSSES = ["lsgan", "bce", "hinge", "wgan"]
 
 
-@pytest.fixture(params=["cpu-avx2", "cpu-baseline", "ref"])
-def impl(request, monkeypatch):
-    """The C++ kernels with each instruction set they are built for, and the reference path."""
-    name, _, isa = request.param.partition("-")
-    if isa == "baseline":
-        monkeypatch.setenv("GANCORE_CPU_ISA", "baseline")
-    if isa and _ext._C.cpu_isa() != isa:
-        pytest.skip(f"this CPU cannot run the {isa} kernels")
-    return name
-
-
 def _inputs(shape, dtype=torch.float32, layout="nchw", kernel=4, bias=True, seed=0):
     g = torch.Generator().manual_seed(seed)
     h = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
