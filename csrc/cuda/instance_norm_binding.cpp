@@ -1,20 +1,14 @@
 // Torch-facing side of the CUDA instance-norm kernels (built only when torch and nvcc have CUDA).
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <torch/extension.h>
 
 #include "cuda/instance_norm.cuh"
+#include "cuda/torch_types.h"
 #include "tensor_utils.h"
 
 namespace gancore {
 namespace {
-
-// at::Half / at::BFloat16 share their bit layout with CUDA's __half / __nv_bfloat16.
-template <typename T> struct cuda_type { using type = T; };
-template <> struct cuda_type<at::Half> { using type = __half; };
-template <> struct cuda_type<at::BFloat16> { using type = __nv_bfloat16; };
 
 void check_launch(cudaError_t err) { TORCH_CHECK(err == cudaSuccess, "instance_norm_act (cuda): ", cudaGetErrorString(err)); }
 
@@ -34,7 +28,7 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Ten
   if (x.numel() == 0) return {out, mean, rstd};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "instance_norm_act_forward_cuda", [&] {
     using T = typename cuda_type<scalar_t>::type;
-    using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    using A = acc_t<scalar_t>;
     cuda::Args<T, A> args{reinterpret_cast<const T*>(x.data_ptr<scalar_t>()),
                           has_res ? reinterpret_cast<const T*>(residual->data_ptr<scalar_t>()) : nullptr,
                           reinterpret_cast<T*>(out.data_ptr<scalar_t>()), mean.data_ptr<A>(), rstd.data_ptr<A>(),
@@ -61,7 +55,7 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, co
   if (x.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "instance_norm_act_backward_cuda", [&] {
       using T = typename cuda_type<scalar_t>::type;
-      using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+      using A = acc_t<scalar_t>;
       cuda::GradArgs<T, A> args{reinterpret_cast<const T*>(grad.data_ptr<scalar_t>()),
                                 reinterpret_cast<const T*>(x.data_ptr<scalar_t>()),
                                 reinterpret_cast<T*>(dx.data_ptr<scalar_t>()), mean.data_ptr<A>(), rstd.data_ptr<A>(),

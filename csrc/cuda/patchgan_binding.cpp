@@ -1,25 +1,14 @@
 // Torch-facing side of the CUDA PatchGAN scoring kernels (built only when torch and nvcc have CUDA).
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <torch/extension.h>
 
-#include <type_traits>
-
 #include "cuda/patchgan.cuh"
+#include "cuda/torch_types.h"
 #include "tensor_utils.h"
 
 namespace gancore {
 namespace {
-
-// at::Half / at::BFloat16 share their bit layout with CUDA's __half / __nv_bfloat16.
-template <typename T> struct cuda_type { using type = T; };
-template <> struct cuda_type<at::Half> { using type = __half; };
-template <> struct cuda_type<at::BFloat16> { using type = __nv_bfloat16; };
-
-template <typename T>
-using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 void check_launch(cudaError_t err) {
   TORCH_CHECK(err == cudaSuccess, "patchgan_loss (cuda): ", cudaGetErrorString(err));
