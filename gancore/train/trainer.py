@@ -221,6 +221,9 @@ class Trainer:
             self.hooks.append(FIDHook(metrics_config.every, metrics_config.num_samples))
         self.resumed_from: str | None = None
         self.last_checkpoint: str | None = None
+        # Known on every process (last_checkpoint only on the main one), so that all decide alike
+        # whether to enter the collectives of a final checkpoint.
+        self.checkpointed_step: int | None = None
         if resume:
             if out_dir is None:
                 raise ConfigError("resume needs the run folder (out_dir)")
@@ -474,6 +477,7 @@ class Trainer:
         self.draws.generator.set_state(state["rng"]["draws"].cpu())
         self._batches = None
         self.resumed_from = self.last_checkpoint = path
+        self.checkpointed_step = self.step
 
     def save_checkpoint(self) -> str | None:
         """Write a checkpoint of the current step (main process; all processes must call)."""
@@ -482,6 +486,7 @@ class Trainer:
         if self.dist.is_main and self.out_dir is not None:
             path = ckpt.save_checkpoint(self.out_dir, state, self.step, self.log_config.keep)
             self.last_checkpoint = path
+        self.checkpointed_step = self.step
         self.dist.barrier()
         return path
 
@@ -547,9 +552,7 @@ class Trainer:
                         values = hook(self)
                         if values:
                             log.record(self.step, dict(values))
-            saved = self.last_checkpoint is not None and \
-                os.path.basename(self.last_checkpoint) == ckpt.checkpoint_name(self.step)
-            if self.out_dir is not None and self._streak == 0 and not saved:
+            if self.out_dir is not None and self._streak == 0 and self.checkpointed_step != self.step:
                 self.save_checkpoint()
             if self.dist.is_main and self.out_dir is not None:
                 self.save_samples(os.path.join(self.out_dir, "samples", "final.png"))

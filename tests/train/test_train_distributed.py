@@ -55,11 +55,13 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
 
 
 def test_torchrun_cli_run_writes_one_run_folder(tmp_path):
+    # The last step is a checkpoint step: every rank must skip the final checkpoint alike (rank 1
+    # used to enter its collectives alone and crash), so torchrun exits 0 only if every rank did.
     run = tmp_path / "run"
-    _torchrun(["-m", "gancore.train", "train", "dcgan", "--out", str(run), "--steps", "3",
+    _torchrun(["-m", "gancore.train", "train", "dcgan", "--out", str(run), "--steps", "4",
                "--batch-size", "8", "--set", "log.checkpoint_every=2", *tiny_args()], cwd=tmp_path)
     state = ckpt.load_checkpoint(ckpt.latest_checkpoint(str(run)))
-    assert state["step"] == 3 and len(state["rng"]["per_rank"]) == 2
-    assert [s for s, _ in ckpt.list_checkpoints(str(run))] == [2, 3]
+    assert state["step"] == 4 and len(state["rng"]["per_rank"]) == 2
+    assert [s for s, _ in ckpt.list_checkpoints(str(run))] == [2, 4]
     assert len((run / "log.jsonl").read_text().splitlines()) == 1  # rank 0 alone logs
     assert (run / "samples" / "final.png").exists()
