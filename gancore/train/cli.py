@@ -13,7 +13,7 @@ from gancore.families import get_family, list_families
 from gancore.families.base import ConfigError, DataSpec
 from gancore.train import checkpoint as ckpt
 from gancore.train.config import build_config, build_dataclass
-from gancore.train.distributed import choose_device
+from gancore.train.distributed import PeerError, choose_device
 from gancore.train.trainer import NonFiniteLossError, RunExistsError, Trainer
 
 _USER_ERRORS = (ConfigError, DataError, ckpt.CheckpointError, RunExistsError)
@@ -107,6 +107,9 @@ def run_train(args: argparse.Namespace) -> int:
         summary = trainer.fit()
     except (NonFiniteLossError, *_USER_ERRORS) as err:
         return _fail("train", err)
+    except PeerError as err:  # not the user's mistake: exit code 1, but one line instead of a traceback
+        print(f"gancore train: error: {err}", file=sys.stderr)
+        return 1
     finally:
         trainer.close()
     if trainer.dist.is_main:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -35,7 +36,7 @@ SECTIONS = ("model", "data", "train", "log", "metrics")
 
 #: Keys that may change when a run is resumed without --force: they do not change the training math
 #: (train.steps only with a constant learning rate; Trainer.load checks that).
-RESUME_SAFE = ("train.steps", "train.num_workers", "train.tuned_alloc", "log.", "metrics.")
+RESUME_SAFE = ("train.steps", "train.num_workers", "train.tuned_alloc", "train.dist_timeout", "log.", "metrics.")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class TrainConfig:
     tuned_alloc: bool = False  # gancore.tune_cpu_allocator() before anything is allocated
     num_workers: int = -1  # data loader workers; -1: 0 for built-in data, else min(4, CPUs)
     nonfinite_patience: int = 20  # stop after this many steps in a row with a non-finite loss
+    dist_timeout: float = 600.0  # seconds a process waits for the others in a collective before it stops
 
     def __post_init__(self) -> None:
         check_choice("train.precision", self.precision, PRECISIONS)
@@ -66,6 +68,8 @@ class TrainConfig:
         check_positive("train.warmup_steps", self.warmup_steps, 0)
         check_positive("train.nonfinite_patience", self.nonfinite_patience)
         check_positive("train.num_workers", self.num_workers, -1)
+        if not (math.isfinite(self.dist_timeout) and self.dist_timeout > 0):
+            raise ConfigError(f"train.dist_timeout: must be a positive number of seconds, got {self.dist_timeout}")
         if not 0.0 <= self.ema_beta < 1.0:
             raise ConfigError(f"train.ema_beta: must be in [0, 1), got {self.ema_beta}")
 

@@ -167,7 +167,7 @@ class Trainer:
         if tc.tuned_alloc and not tune_cpu_allocator():
             warnings.warn("train.tuned_alloc: this platform's allocator cannot be tuned (glibc only)",
                           stacklevel=2)
-        self.dist: DistEnv = setup(tc.device)
+        self.dist: DistEnv = setup(tc.device, tc.dist_timeout)
         self.device = self.dist.device
         self._check_settings()
 
@@ -556,9 +556,13 @@ class Trainer:
                 self.save_checkpoint()
             if self.dist.is_main and self.out_dir is not None:
                 self.save_samples(os.path.join(self.out_dir, "samples", "final.png"))
-        except NonFiniteLossError as err:
-            log.write(f"error: {err}")
+        except NonFiniteLossError:
             raise
+        except RuntimeError as err:
+            peer_error = self.dist.peer_error(err)
+            if peer_error is None:
+                raise
+            raise peer_error from err
         finally:
             log.close()
         return {"step": self.step, "seconds": time.perf_counter() - started, "images_seen": self.images_seen,

@@ -28,14 +28,15 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _torchrun(args, cwd):
+def _torchrun(args, cwd, check=True):
     # sys.path holds the repository root (the tests package's parent) and gancore
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), OMP_NUM_THREADS="1",
                GLOO_SOCKET_IFNAME="lo")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *args]
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
 
@@ -65,3 +66,33 @@ def test_torchrun_cli_run_writes_one_run_folder(tmp_path):
     assert [s for s, _ in ckpt.list_checkpoints(str(run))] == [2, 4]
     assert len((run / "log.jsonl").read_text().splitlines()) == 1  # rank 0 alone logs
     assert (run / "samples" / "final.png").exists()
+
+
+_HANG_SCRIPT = """
+import sys, time
+from tests.train.trainhelpers import tiny_config
+from gancore.train import Trainer
+from gancore.train.distributed import PeerError
+
+class HangOnRankOne:  # a rank that stops answering, as a SIGSTOPped one does
+    every = 2
+    def __call__(self, trainer):
+        if trainer.dist.rank == 1:
+            time.sleep(600)
+
+trainer = Trainer(tiny_config("wgan-gp", "train.dist_timeout=2", steps=50, batch_size=8), hooks=[HangOnRankOne()])
+try:
+    trainer.fit()
+except PeerError as err:
+    print(f"PEER ERROR {err}", file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def test_a_rank_that_stops_answering_stops_the_others_with_its_rank_named(tmp_path):
+    script = tmp_path / "hang.py"
+    script.write_text(_HANG_SCRIPT)
+    done = _torchrun([str(script)], cwd=tmp_path, check=False)
+    assert done.returncode != 0
+    assert "PEER ERROR rank 0: rank(s) 1 did not answer within train.dist_timeout=2 s" in done.stderr, \
+        done.stderr[-3000:]

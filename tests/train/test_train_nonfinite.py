@@ -120,4 +120,5 @@ def test_the_cli_reports_the_stop_clearly(tmp_path, capsys):
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert "gancore train: error: stopped at step 2: 2 steps in a row" in err
+    assert err.count("steps in a row") == 1  # printed once, not by the trainer and again by the CLI
     assert "Last good checkpoint: none written yet" in err
