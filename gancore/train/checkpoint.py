@@ -3,8 +3,12 @@
 A checkpoint is written to a temporary file in the same folder, flushed to disk and renamed over
 its final name (os.replace is atomic on POSIX and Windows), and only then does `latest` (a one-line
 text file, itself replaced atomically) name it. A run killed at any moment therefore leaves either
-the old `latest` or the new one, both complete. Files hold only tensors and plain Python values
-and load with torch.load(weights_only=True): no code runs from a checkpoint file.
+the old `latest` or the new one, both complete, or (killed between the two writes of a first
+checkpoint) a checkpoint and no `latest`, from which a resume starts. Files hold only tensors and
+plain Python values and load with torch.load(weights_only=True): no code runs from a checkpoint file.
+
+One run at a time writes into a folder: it holds an exclusive lock (flock) on its `.lock` file,
+which names its pid. The kernel drops the lock when the process dies, so a stale one never blocks.
 """
 
 from __future__ import annotations
@@ -12,17 +16,28 @@ from __future__ import annotations
 import glob
 import os
 import re
+import warnings
 from collections.abc import Callable
 from typing import IO, Any
 
 import torch
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no run-folder lock
+    fcntl = None
+
 LATEST = "latest"
+LOCK = ".lock"
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the run."""
+
+
+class RunFolderError(RuntimeError):
+    """The run folder cannot be used: it cannot be written, another run holds it, or it holds a run."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -99,16 +114,92 @@ def latest_checkpoint(run_dir: str) -> str | None:
     return path
 
 
-def find_checkpoint(run_or_checkpoint: str) -> str:
-    """A checkpoint file given itself or a run folder (then its `latest`)."""
+def holds_run(run_dir: str) -> bool:
+    """Whether `run_dir` holds a run's checkpoints (or a `latest` pointer)."""
+    return bool(list_checkpoints(run_dir)) or os.path.lexists(os.path.join(run_dir, LATEST))
+
+
+def remove_run(run_dir: str) -> None:
+    """Delete the checkpoints and the `latest` pointer of the run in `run_dir` (a forced fresh start)."""
+    for path in [p for _, p in list_checkpoints(run_dir)] + [os.path.join(run_dir, LATEST)]:
+        if os.path.lexists(path):
+            os.remove(path)
+
+
+def _first_intact(paths: list[str]) -> tuple[str, dict[str, Any]] | None:
+    for path in paths:
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError:
+            continue
+    return None
+
+
+def load_latest(run_dir: str) -> tuple[str, dict[str, Any]]:
+    """(path, state) of the checkpoint a run continues from: the one `latest` names, else (no or a
+    dangling pointer: the run was killed between writes) the newest readable one, with a warning.
+
+    A damaged checkpoint named by `latest` is an error that names the newest intact older one and how
+    to resume from it: damage is not a state a run leaves, so the choice to go back is the user's."""
+    found = [path for _, path in reversed(list_checkpoints(run_dir))]
+    if not found:
+        raise CheckpointError(f"{run_dir!r} holds no checkpoint to resume from")
+    try:
+        named = latest_checkpoint(run_dir)
+    except CheckpointError as err:
+        named, reason = None, str(err)
+    else:
+        reason = f"{run_dir!r} has no {LATEST!r} pointer"
+    if named is None:
+        intact = _first_intact(found)
+        if intact is None:
+            raise CheckpointError(f"{reason}, and none of its checkpoints can be read (newest: {found[0]})")
+        warnings.warn(f"{reason}; continuing from its newest readable checkpoint {intact[0]}", stacklevel=2)
+        return intact
+    try:
+        return named, load_checkpoint(named)
+    except CheckpointError as err:
+        older = _first_intact([p for p in found if os.path.abspath(p) != os.path.abspath(named)])
+        if older is None:
+            raise CheckpointError(f"{err}; the run folder holds no other readable checkpoint") from None
+        raise CheckpointError(
+            f"{err}. The newest intact checkpoint is {older[0]} (step {older[1]['step']}): to resume from it, "
+            f"point the run at it (echo {os.path.basename(older[0])} > {os.path.join(run_dir, LATEST)}) "
+            f"and run with --resume again") from None
+
+
+def load_run_or_checkpoint(run_or_checkpoint: str) -> tuple[str, dict[str, Any]]:
+    """(path, state) of a checkpoint file given itself, or of a run folder's latest (see load_latest)."""
     if os.path.isdir(run_or_checkpoint):
-        path = latest_checkpoint(run_or_checkpoint)
-        if path is None:
-            raise CheckpointError(f"{run_or_checkpoint!r} holds no checkpoint (no 'latest' file)")
-        return path
+        return load_latest(run_or_checkpoint)
     if os.path.isfile(run_or_checkpoint):
-        return run_or_checkpoint
+        return run_or_checkpoint, load_checkpoint(run_or_checkpoint)
     raise CheckpointError(f"no such run folder or checkpoint file: {run_or_checkpoint!r}")
+
+
+def lock_run_dir(run_dir: str) -> IO[str] | None:
+    """Take the run folder's exclusive lock and write this pid into it; keep the returned file open
+    while writing (closing it releases the lock). A folder another live process holds is refused."""
+    if fcntl is None:
+        return None
+    path = os.path.join(run_dir, LOCK)
+    try:
+        handle = open(path, "a+", encoding="utf-8")  # not "w": the holder's pid must stay readable
+    except OSError as err:
+        raise RunFolderError(f"{run_dir!r}: cannot create its lock file: {err.strerror or err}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise RunFolderError(f"{run_dir!r} is in use by another run (pid {holder}): wait for it to end, "
+                             "or choose another --out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -14,9 +14,9 @@ from gancore.families.base import ConfigError, DataSpec
 from gancore.train import checkpoint as ckpt
 from gancore.train.config import build_config, build_dataclass
 from gancore.train.distributed import PeerError, choose_device
-from gancore.train.trainer import NonFiniteLossError, RunExistsError, Trainer
+from gancore.train.trainer import NonFiniteLossError, Trainer
 
-_USER_ERRORS = (ConfigError, DataError, ckpt.CheckpointError, RunExistsError)
+_USER_ERRORS = (ConfigError, DataError, ckpt.CheckpointError, ckpt.RunFolderError)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint")
     p.add_argument("--force", action="store_true",
-                   help="with --resume: accept a config that differs from the checkpoint's")
+                   help="with --resume: accept a config that differs from the checkpoint's; without: start "
+                        "afresh in a folder that holds a run, deleting its checkpoints and log")
     p.add_argument("--data", metavar="PATH",
                    help="training data: a folder (or file) for the family's dataset type, or a built-in "
                         "dataset name (ring, shapes, shapes-edges, color-domains, oracle-sequences)")
@@ -85,10 +86,10 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         base = None
         if args.resume:
-            path = ckpt.latest_checkpoint(args.out) if os.path.isdir(args.out) else None
-            if path is None:
-                raise ckpt.CheckpointError(f"--resume: {args.out!r} holds no checkpoint to resume from")
-            base = ckpt.load_checkpoint(path)["config"]
+            if not os.path.isdir(args.out):
+                raise ckpt.CheckpointError(f"--resume: {args.out!r} holds no checkpoint to resume from "
+                                           "(no such folder)")
+            base = ckpt.load_latest(args.out)[1]["config"]
         given = (("train.steps", args.steps), ("train.batch_size", args.batch_size),
                  ("train.seed", args.seed))
         flags = {key: value for key, value in given if value is not None}
@@ -104,6 +105,8 @@ def run_train(args: argparse.Namespace) -> int:
             if trainer.dist.is_main:
                 print(trainer.plan())
             return 0
+        if args.resume and trainer.step >= trainer.train_config.steps:
+            return _nothing_to_train(trainer, args.out)
         summary = trainer.fit()
     except (NonFiniteLossError, *_USER_ERRORS) as err:
         return _fail("train", err)
@@ -118,30 +121,77 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nothing_to_train(trainer: Trainer, out: str) -> int:
+    """A resumed run already at (0) or past (2: the request cannot be met) its train.steps."""
+    step, steps = trainer.step, trainer.train_config.steps
+    if step == steps:
+        if trainer.dist.is_main:
+            print(f"gancore train: the run in {out} is already at step {step} = train.steps: nothing to train "
+                  "(pass a larger --steps to continue it)", file=sys.stderr)
+        return 0
+    return _fail("train", f"the run in {out} is already at step {step}, past --steps {steps}: nothing to "
+                          f"train (pass --steps larger than {step} to continue it)")
+
+
+def _check_sample_path(path: str) -> None:
+    """Refuse an output PIL cannot write before any work (a folder, an unknown extension, no parent)."""
+    from PIL import Image
+
+    if os.path.isdir(path):
+        raise ConfigError(f"--out {path!r} is a directory; give the file to write, e.g. {path}/grid.png")
+    Image.init()
+    extension = os.path.splitext(path)[1].lower()
+    if Image.registered_extensions().get(extension) not in Image.SAVE:
+        raise ConfigError(f"--out {path!r}: unknown image extension {extension or '(none)'!r}; use .png")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {path!r}: cannot create its folder: {err.strerror or err}") from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--out {path!r}: its folder {folder!r} is not writable")
+
+
+def _check_finite_weights(weights: dict, name: str, path: str) -> None:
+    bad = [key for key, value in weights.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise ckpt.CheckpointError(f"{path}: the weights of {name!r} hold NaN or inf (first: {bad[0]!r}; "
+                                   f"{len(bad)} tensor(s)); their samples would be meaningless. Sample an "
+                                   "earlier checkpoint, or use --no-ema if only the EMA is broken")
+
+
 def run_sample(args: argparse.Namespace) -> int:
     try:
         if args.n < 1:
             raise ConfigError(f"--n: must be >= 1, got {args.n}")
-        path = ckpt.find_checkpoint(args.run)
-        state = ckpt.load_checkpoint(path)
-        config = state["config"]
-        family_cls = get_family(config["family"])
-        family = family_cls(build_dataclass(family_cls.Config, config["model"], "model"))
+        _check_sample_path(args.out)
+        path, state = ckpt.load_run_or_checkpoint(args.run)
         device = choose_device(args.device)
-        nets = {}
-        for name, network in family.build(DataSpec.from_dict(state["data_spec"])).items():
-            use_ema = name in state["ema"] and not args.no_ema
-            weights = state["ema"][name]["module"] if use_ema else state["nets"][name]
-            network.module.load_state_dict(weights)
-            nets[name] = network.module.to(device).eval()
+        try:
+            config = state["config"]
+            family_cls = get_family(config["family"])
+            family = family_cls(build_dataclass(family_cls.Config, config["model"], "model"))
+            nets = {}
+            for name, network in family.build(DataSpec.from_dict(state["data_spec"])).items():
+                use_ema = name in state["ema"] and not args.no_ema
+                weights = state["ema"][name]["module"] if use_ema else state["nets"][name]
+                _check_finite_weights(weights, name, path)
+                try:
+                    network.module.load_state_dict(weights)
+                except RuntimeError as err:
+                    raise ckpt.CheckpointError(f"{path}: the weights of {name!r} do not fit its config: "
+                                               f"{' '.join(str(err).split())[:400]}") from None
+                nets[name] = network.module.to(device).eval()
+        except KeyError as err:
+            raise ckpt.CheckpointError(f"{path} is incomplete: it has no {err}") from None
+        latents = family.make_latents(args.n, torch.Generator(device).manual_seed(args.seed), device)
+        with torch.no_grad():
+            samples = family.generate(nets, latents).float()
+        if not torch.isfinite(samples).all():
+            raise ckpt.CheckpointError(f"{path}: the generator's samples hold NaN or inf; nothing written")
+        family.save_samples(samples, args.out)
     except _USER_ERRORS as err:
         return _fail("sample", err)
-    latents = family.make_latents(args.n, torch.Generator(device).manual_seed(args.seed), device)
-    with torch.no_grad():
-        samples = family.generate(nets, latents).float()
-    folder = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(folder, exist_ok=True)
-    family.save_samples(samples, args.out)
     which = "EMA" if state["ema"] and not args.no_ema else "trained"
     print(f"wrote {args.out}: {args.n} samples from {path} (step {state['step']}, {which} weights)")
     return 0

@@ -29,6 +29,7 @@ import yaml
 
 from gancore.families import get_family
 from gancore.families.base import ConfigError, check_choice, check_positive
+from gancore.train.checkpoint import atomic_write
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -329,10 +330,7 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any],
 
 
 def dump(config: Mapping[str, Any], path: str) -> None:
-    """Write a resolved config as YAML (or JSON when `path` ends in .json)."""
-    with open(path, "w", encoding="utf-8") as f:
-        if path.endswith(".json"):
-            json.dump(config, f, indent=2)
-            f.write("\n")
-        else:
-            yaml.safe_dump(dict(config), f, sort_keys=False)
+    """Write a resolved config as YAML (or JSON when `path` ends in .json), atomically."""
+    text = json.dumps(config, indent=2) + "\n" if path.endswith(".json") else \
+        yaml.safe_dump(dict(config), sort_keys=False)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))

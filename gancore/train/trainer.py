@@ -57,8 +57,8 @@ class ConfigMismatchError(ConfigError):
     """A run was resumed with a config that differs from the checkpoint's (without force)."""
 
 
-class RunExistsError(RuntimeError):
-    """The output folder already holds a run and resuming was not asked for."""
+class RunExistsError(ckpt.RunFolderError):
+    """The output folder already holds a run and neither resuming nor starting afresh was asked for."""
 
 
 class _BatchDraws:
@@ -149,10 +149,11 @@ def _seed_everything(seed: int) -> None:
 class Trainer:
     """Trains the family named in `config` (a resolved config, see gancore.train.config).
 
-    `out_dir` is the run folder (None: write nothing, e.g. for benchmarks). `dataset` replaces the
-    configured one. `resume` continues from `out_dir`'s latest checkpoint; a config that differs
-    from the checkpoint's (beyond RESUME_SAFE keys) is refused unless `force`. Building a Trainer
-    writes nothing; `fit()` does.
+    `out_dir` is the run folder (None: write nothing, e.g. for benchmarks), the same on every process.
+    `dataset` replaces the configured one. `resume` continues from `out_dir`'s latest checkpoint; a
+    config that differs from the checkpoint's (beyond RESUME_SAFE keys) is refused unless `force`.
+    Without `resume`, a folder that holds a run is refused unless `force`, which deletes its
+    checkpoints and log. Building a Trainer writes nothing; `fit()` does, holding the folder's lock.
     """
 
     def __init__(self, config: Mapping[str, Any], out_dir: str | None = None, *,
@@ -198,6 +199,7 @@ class Trainer:
                 if not spec.double_backward:
                     self.nets[name].compile(**({} if tc.compile is True else {"backend": tc.compile}))
         self.wrapped = {name: self._wrap(m) for name, m in self.nets.items()}
+        self._check_optimizer_settings(specs)
         self.optimizers = {name: torch.optim.Adam(self.nets[name].parameters(), lr=spec.lr, betas=spec.betas,
                                                   weight_decay=spec.weight_decay)
                            for name, spec in specs.items()}
@@ -227,10 +229,13 @@ class Trainer:
         if resume:
             if out_dir is None:
                 raise ConfigError("resume needs the run folder (out_dir)")
-            path = ckpt.latest_checkpoint(out_dir) if os.path.isdir(out_dir) else None
-            if path is None:
-                raise ckpt.CheckpointError(f"--resume: {out_dir!r} holds no checkpoint to resume from")
-            self.load(path, force=force)
+            if not os.path.isdir(out_dir):
+                raise ckpt.CheckpointError(f"--resume: {out_dir!r} holds no checkpoint to resume from "
+                                           "(no such folder)")
+            path, state = ckpt.load_latest(out_dir)
+            self.load(path, force=force, state=state)
+        self.force = force
+        self._lock: Any = None
 
     # -- set-up ------------------------------------------------------------------------------------
 
@@ -244,6 +249,11 @@ class Trainer:
         if tc.batch_size % share:
             raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by processes "
                               f"({self.dist.world_size}) x train.accumulate ({tc.accumulate})")
+        if isinstance(tc.compile, str):
+            backends = torch.compiler.list_backends(exclude_tags=())
+            if tc.compile not in backends:
+                raise ConfigError(f"train.compile: {tc.compile!r} is not a torch.compile backend; use true, "
+                                  f"false or one of {', '.join(backends)}")
         if tc.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
@@ -263,6 +273,22 @@ class Trainer:
             if phase.every < 1:
                 raise ConfigError(f"family {self.family.name!r}: phase {phase.name!r} has "
                                   f"every={phase.every}")
+
+    def _check_optimizer_settings(self, specs: Mapping[str, Network]) -> None:
+        """Adam's hyper-parameters as the family set them from the model section, checked here so that
+        every family gets a message naming the network rather than torch's bare ValueError."""
+        for name, spec in specs.items():
+            if not (isinstance(spec.lr, (int, float)) and math.isfinite(spec.lr) and spec.lr > 0):
+                raise ConfigError(f"model: the learning rate of {name!r} must be a positive finite number, "
+                                  f"got {spec.lr!r} (see the model section's lr settings)")
+            betas = tuple(spec.betas)
+            if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
+                raise ConfigError(f"model: the Adam betas of {name!r} must be two numbers in [0, 1), got "
+                                  f"{list(betas)} (see the model section's betas settings)")
+            if not (isinstance(spec.weight_decay, (int, float)) and math.isfinite(spec.weight_decay)
+                    and spec.weight_decay >= 0):
+                raise ConfigError(f"model: the weight decay of {name!r} must be a finite number >= 0, got "
+                                  f"{spec.weight_decay!r}")
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         if not self.dist.enabled or not any(p.requires_grad for p in module.parameters()):
@@ -434,9 +460,11 @@ class Trainer:
                     "draws": self.draws.generator.get_state()},
         }
 
-    def load(self, path: str, *, force: bool = False) -> None:
-        """Continue from checkpoint `path`; refuses a different config unless `force`."""
-        state = ckpt.load_checkpoint(path, map_location=self.device)
+    def load(self, path: str, *, force: bool = False, state: Mapping[str, Any] | None = None) -> None:
+        """Continue from checkpoint `path` (already loaded: `state`); refuses a different config unless
+        `force`."""
+        if state is None:
+            state = ckpt.load_checkpoint(path, map_location=self.device)
         saved = state["config"]
         if saved.get("family") != self.config["family"]:
             raise ConfigMismatchError(f"{path} is a {saved.get('family')!r} run, not "
@@ -485,6 +513,9 @@ class Trainer:
         path = None
         if self.dist.is_main and self.out_dir is not None:
             path = ckpt.save_checkpoint(self.out_dir, state, self.step, self.log_config.keep)
+            # config.yaml describes the latest checkpoint: a resumed run (perhaps forced to another
+            # config) rewrites it only once a checkpoint of that config exists.
+            dump(self.config, os.path.join(self.out_dir, "config.yaml"))
             self.last_checkpoint = path
         self.checkpointed_step = self.step
         self.dist.barrier()
@@ -493,14 +524,53 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------------
 
     def _prepare_run_dir(self) -> None:
+        """Main process: create and lock the run folder; refuse one that holds another run."""
         if self.out_dir is None or not self.dist.is_main:
             return
-        os.makedirs(os.path.join(self.out_dir, "samples"), exist_ok=True)
-        if self.resumed_from is None and ckpt.latest_checkpoint(self.out_dir) is not None:
-            raise RunExistsError(f"{self.out_dir!r} already holds a run: pass --resume to continue it, "
-                                 "or choose another --out")
+        try:
+            os.makedirs(os.path.join(self.out_dir, "samples"), exist_ok=True)
+        except OSError as err:
+            raise ckpt.RunFolderError(f"--out {self.out_dir!r}: cannot create the run folder: "
+                                      f"{err.strerror or err}") from None
+        self._lock = ckpt.lock_run_dir(self.out_dir)
+        if self.resumed_from is None and ckpt.holds_run(self.out_dir):
+            if not self.force:
+                raise RunExistsError(f"{self.out_dir!r} already holds a run: pass --resume to continue it, "
+                                     "--force to start afresh (deleting its checkpoints and log), or choose "
+                                     "another --out")
+            ckpt.remove_run(self.out_dir)
         ckpt.remove_temporaries(self.out_dir)
-        dump(self.config, os.path.join(self.out_dir, "config.yaml"))
+        if self.resumed_from is None:
+            dump(self.config, os.path.join(self.out_dir, "config.yaml"))
+
+    def _open_run(self, total: int) -> RunLog:
+        """Prepare the run folder and its log on every process; a folder the main process cannot use
+        stops all of them (not only the main one, which would leave the others waiting for it)."""
+        logc = self.log_config
+        error: ckpt.RunFolderError | None = None
+        log = None
+        try:
+            self._prepare_run_dir()
+            log = RunLog(self.out_dir, total_steps=total, start_step=self.step, tensorboard=logc.tensorboard,
+                         progress=logc.progress, enabled=self.dist.is_main)
+        except ckpt.RunFolderError as err:
+            error = err
+        except OSError as err:
+            error = ckpt.RunFolderError(f"--out {self.out_dir!r}: cannot write the run folder: {err}")
+        main_error = self.dist.gather_objects(None if error is None else str(error))[0]
+        if error is None and main_error is not None:
+            error = ckpt.RunFolderError(main_error)
+        if error is not None:
+            if log is not None:
+                log.close()
+            self._release_lock()
+            raise error
+        return log
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def _flush_running(self) -> dict[str, float]:
         """Means of the scalars logged since the last call, averaged over processes."""
@@ -516,10 +586,7 @@ class Trainer:
         """Train up to `steps` (default train.steps) total steps; returns a summary."""
         total = self.train_config.steps if steps is None else steps
         logc = self.log_config
-        self._prepare_run_dir()
-        self.dist.barrier()
-        log = RunLog(self.out_dir, total_steps=total, start_step=self.step, tensorboard=logc.tensorboard,
-                     progress=logc.progress, enabled=self.dist.is_main)
+        log = self._open_run(total)
         if self.resumed_from:
             log.write(f"resumed from {self.resumed_from} at step {self.step}")
         started = time.perf_counter()
@@ -565,6 +632,7 @@ class Trainer:
             raise peer_error from err
         finally:
             log.close()
+            self._release_lock()
         return {"step": self.step, "seconds": time.perf_counter() - started, "images_seen": self.images_seen,
                 "nonfinite_steps": self.nonfinite_steps, "checkpoint": self.last_checkpoint}
 

@@ -23,7 +23,8 @@ def test_save_points_latest_and_keeps_the_last_k(tmp_path):
     state = torch.load(path, weights_only=True)
     assert state["step"] == 5 and state["t"] == (1, 2.5, None)
     assert torch.equal(state["w"], torch.full((4,), 5.0))
-    assert ckpt.find_checkpoint(str(tmp_path)) == path and ckpt.find_checkpoint(path) == path
+    assert ckpt.load_run_or_checkpoint(str(tmp_path))[0] == path
+    assert ckpt.load_run_or_checkpoint(path)[1]["step"] == 5
 
 
 def test_a_save_that_fails_leaves_latest_intact(tmp_path, monkeypatch):
@@ -81,9 +82,9 @@ def test_killed_while_saving_never_corrupts_latest(tmp_path):
 
 def test_load_errors_are_clear(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="no such run folder"):
-        ckpt.find_checkpoint(str(tmp_path / "nope"))
+        ckpt.load_run_or_checkpoint(str(tmp_path / "nope"))
     with pytest.raises(ckpt.CheckpointError, match="holds no checkpoint"):
-        ckpt.find_checkpoint(str(tmp_path))
+        ckpt.load_run_or_checkpoint(str(tmp_path))
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ckpt.CheckpointError, match="cannot load"):
         ckpt.load_checkpoint(str(tmp_path / "junk.pt"))
@@ -104,3 +105,45 @@ def test_checkpoints_with_code_are_refused(tmp_path):
     torch.save({"step": 1, "config": {}, "x": _Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ckpt.CheckpointError, match="cannot load"):
         ckpt.load_checkpoint(str(tmp_path / "evil.pt"))
+
+
+def test_without_a_latest_pointer_the_newest_readable_checkpoint_is_used(tmp_path):
+    # a kill between a checkpoint's write and latest's leaves checkpoints and no (or a stale) pointer
+    for step in (2, 4):
+        ckpt.save_checkpoint(str(tmp_path), _state(step), step, keep=3)
+    (tmp_path / "latest").unlink()
+    (tmp_path / ckpt.checkpoint_name(6)).write_bytes(b"cut short")
+    assert ckpt.holds_run(str(tmp_path))
+    with pytest.warns(UserWarning, match="no 'latest' pointer; continuing from its newest readable"):
+        path, state = ckpt.load_latest(str(tmp_path))
+    assert path.endswith(ckpt.checkpoint_name(4)) and state["step"] == 4
+
+
+def test_a_damaged_latest_checkpoint_names_the_intact_older_one(tmp_path):
+    for step in (2, 4):
+        path = ckpt.save_checkpoint(str(tmp_path), _state(step), step, keep=3)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(ckpt.CheckpointError) as err:
+        ckpt.load_latest(str(tmp_path))
+    message = str(err.value)
+    assert f"cannot load checkpoint {path!r}" in message
+    assert f"newest intact checkpoint is {tmp_path / ckpt.checkpoint_name(2)} (step 2)" in message
+    assert f"echo {ckpt.checkpoint_name(2)} > {tmp_path / 'latest'}" in message and "--resume" in message
+    (tmp_path / "latest").write_text(ckpt.checkpoint_name(2) + "\n")  # what the message says to do
+    assert ckpt.load_latest(str(tmp_path))[1]["step"] == 2
+
+
+def test_the_run_folder_lock_is_exclusive_and_dies_with_its_holder(tmp_path):
+    held = ckpt.lock_run_dir(str(tmp_path))
+    try:
+        with pytest.raises(ckpt.RunFolderError, match=rf"in use by another run \(pid {os.getpid()}\)"):
+            ckpt.lock_run_dir(str(tmp_path))
+    finally:
+        held.close()
+    # a holder that died: its pid stays in the file but the kernel dropped its lock
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ckpt.LOCK).write_text(dead.stdout)
+    again = ckpt.lock_run_dir(str(tmp_path))
+    assert (tmp_path / ckpt.LOCK).read_text() == f"{os.getpid()}\n"
+    again.close()

@@ -231,3 +231,65 @@ def test_plan_describes_the_run():
     assert "phase      G: optimises G, every 2 steps" in plan
     assert "compiled" in plan.splitlines()[3] and "double backward" in plan.splitlines()[4]
     assert "ring of 8 Gaussians" in plan and "global batch 8 = 1 process(es) x 8 x 1" in plan
+
+
+def test_a_second_run_into_a_locked_folder_is_refused(tmp_path):
+    held = ckpt.lock_run_dir(str(tmp_path))  # another run, writing into the folder
+    try:
+        with pytest.raises(ckpt.RunFolderError, match=rf"in use by another run \(pid {os.getpid()}\)"):
+            Trainer(tiny_config("dcgan", steps=1), str(tmp_path)).fit()
+    finally:
+        held.close()
+    assert not (tmp_path / "config.yaml").exists() and not ckpt.holds_run(str(tmp_path))
+    _train(tiny_config("dcgan", steps=1), str(tmp_path))  # the lock died with its holder
+
+
+def test_checkpoints_without_latest_are_a_run_resumable_and_not_overwritten(tmp_path):
+    first = _train(tiny_config("dcgan", "log.checkpoint_every=1", steps=2), str(tmp_path))
+    (tmp_path / "latest").unlink()  # killed between the checkpoint and the pointer
+    with pytest.raises(RunExistsError, match="--resume"):
+        Trainer(tiny_config("dcgan", steps=2), str(tmp_path)).fit()
+    assert [s for s, _ in ckpt.list_checkpoints(str(tmp_path))] == [1, 2]
+    with pytest.warns(UserWarning, match="newest readable checkpoint"):
+        resumed = Trainer(tiny_config("dcgan", "log.checkpoint_every=1", steps=3), str(tmp_path), resume=True)
+    assert resumed.step == 2
+    assert_same(parameters(resumed), parameters(first))
+    fresh = _train(tiny_config("dcgan", steps=1), str(tmp_path), force=True)  # --force: start afresh
+    assert fresh.step == 1 and [s for s, _ in ckpt.list_checkpoints(str(tmp_path))] == [1]
+    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1]
+
+
+def test_a_resumed_run_does_not_log_steps_twice(tmp_path):
+    config = tiny_config("dcgan", "log.every=1", "log.checkpoint_every=2", "log.tensorboard=true", steps=3)
+    _train(config, str(tmp_path))
+    # as if killed after logging step 3 and before its checkpoint: the resumption trains step 3 again
+    os.remove(tmp_path / ckpt.checkpoint_name(3))
+    (tmp_path / "latest").write_text(ckpt.checkpoint_name(2) + "\n")
+    _train(tiny_config("dcgan", "log.every=1", "log.checkpoint_every=2", "log.tensorboard=true", steps=4),
+           str(tmp_path), resume=True)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+class _FailAt:
+    every = 1
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, trainer):
+        if trainer.step == self.step:
+            raise RuntimeError("the run failed")
+
+
+def test_a_failed_forced_resume_keeps_config_yaml_matching_the_checkpoint(tmp_path):
+    _train(tiny_config("dcgan", steps=2), str(tmp_path))
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    forced = Trainer(tiny_config("dcgan", "train.ema_beta=0.5", steps=6), str(tmp_path), resume=True,
+                     force=True, hooks=[_FailAt(3)])
+    with pytest.raises(RuntimeError, match="the run failed"):
+        forced.fit()
+    assert ckpt.load_latest(str(tmp_path))[1]["config"] == saved
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == saved
+    _train(tiny_config("dcgan", "train.ema_beta=0.5", steps=4), str(tmp_path), resume=True, force=True)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]["ema_beta"] == 0.5
