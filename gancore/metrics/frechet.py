@@ -3,7 +3,9 @@
     d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(sqrt(S1) S2 sqrt(S1))
 
 The trace term uses the symmetric form: its eigenvalues are real and non-negative in exact arithmetic,
-so they are clamped at 0 and the result can be neither complex nor NaN, unlike sqrtm(S1 S2). Any factor
+so they are clamped at 0 and the result can be neither complex nor NaN, unlike sqrtm(S1 S2). The clamp
+only absorbs round-off: a sigma that is not symmetric, or has an eigenvalue below zero by more than
+round-off, is no covariance and is refused (clamping would turn it into a silent wrong answer). Any factor
 F with F F^T = S1 gives F^T S2 F the same eigenvalues as sqrt(S1) S2 sqrt(S1) (both are similar to
 S1 S2); F is the Cholesky factor when S1 is positive definite (a third of the cost of an eigh, and its
 triangle halves the two products) and V sqrt(L) from eigh otherwise. It is computed once per distinct
@@ -37,6 +39,10 @@ METHODS = ("auto", "eigh", "newton_schulz")
 _CPU_CHUNK = 8
 _GPU_CHUNK_BYTES = 2**31
 
+# How far from symmetric and PSD a covariance may be, relative to its largest entry: round-off of a
+# float32 computation or file (eps 1.2e-7, times a growth with D) stays far below; a real defect does not.
+COVARIANCE_RTOL = 1e-4
+
 
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike, *,
                      method: str = "auto", dtype: torch.dtype = torch.float64, impl: str = "auto"):
@@ -66,6 +72,8 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
         raise ValueError(f"feature dimensions differ: mu1/sigma1 have D={dim}, mu2/sigma2 have "
                          f"D={mu2.shape[-1]} (shapes {tuple(sigma1.shape)} and {tuple(sigma2.shape)})")
     with full_precision_matmul():
+        check_covariance(sigma1, "sigma1")
+        check_covariance(sigma2, "sigma2")
         diff = mu1 - mu2
         mean_term = (diff * diff).sum(-1)
         cov_term = _covariance_term(sigma1, sigma2, method, impl)
@@ -83,6 +91,38 @@ def _check_moments(mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_na
     check_finite(mu, mu_name)
     check_finite(sigma, sigma_name)
     return dim
+
+
+def check_covariance(sigma: torch.Tensor, name: str) -> None:
+    """ValueError unless every matrix of `sigma` (..., D, D) is symmetric and positive semi-definite up
+    to COVARIANCE_RTOL times its largest entry. PSD is tested by a Cholesky factorisation of
+    sigma + tol I, which succeeds exactly when no eigenvalue is below -tol (cheaper than an eigh)."""
+    scale = sigma.abs().amax(dim=(-2, -1))
+    tol = COVARIANCE_RTOL * scale
+    asymmetry = (sigma - sigma.transpose(-1, -2)).abs().amax(dim=(-2, -1))
+    bad = asymmetry > tol
+    if bool(bad.any()):
+        k = _first(bad)
+        raise ValueError(f"{name}{_where(k)} is not symmetric: max |S - S^T| = {float(asymmetry[k]):.3g}, more "
+                         f"than {COVARIANCE_RTOL:g} x its largest entry {float(scale[k]):.3g}; a covariance is "
+                         "symmetric (symmetrise it, (S + S^T) / 2, if the asymmetry is round-off of your own)")
+    eye = torch.eye(sigma.shape[-1], dtype=sigma.dtype, device=sigma.device)
+    shifted = sigma + torch.where(scale > 0, tol, 1.0)[..., None, None] * eye  # an all-zero matrix is PSD
+    bad = torch.linalg.cholesky_ex(shifted)[1] != 0
+    if bool(bad.any()):
+        k = _first(bad)
+        lowest = float(torch.linalg.eigvalsh(sigma[k] if sigma.dim() > 2 else sigma)[0])
+        raise ValueError(f"{name}{_where(k)} is not positive semi-definite: its smallest eigenvalue is "
+                         f"{lowest:.3g}, below the round-off tolerance -{float(tol[k]):.3g} "
+                         f"({COVARIANCE_RTOL:g} x its largest entry); it is not a covariance matrix")
+
+
+def _first(mask: torch.Tensor) -> tuple[int, ...]:
+    return tuple(int(i) for i in mask.nonzero()[0]) if mask.dim() else ()
+
+
+def _where(index: tuple[int, ...]) -> str:
+    return f"[{', '.join(map(str, index))}]" if index else ""
 
 
 def _covariance_term(sigma1: torch.Tensor, sigma2: torch.Tensor, method: str, impl: str) -> torch.Tensor:
@@ -235,6 +275,7 @@ def fid_from_features(features_a, features_b, *, method: str = "auto", impl: str
         if isinstance(features_a, FeatureStats):
             _check_dim(features_a.dim, dim)
             mua, sigmaa, xa = features_a.mu.to(xb), features_a.sigma.to(xb), None
+            check_covariance(sigmaa, "the statistics' sigma")
         else:
             xa = features_2d(features_a, "features_a").to(xb.device)
             _check_dim(xa.shape[1], dim)

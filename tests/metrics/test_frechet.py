@@ -194,3 +194,30 @@ def test_cuda_matches_cpu(pair):
         assert float(frechet_distance(*args)) == pytest.approx(expected, rel=1e-9)
     assert ran == [("fid_newton_schulz", "triton")]
     assert float(frechet_distance(*args, method="eigh")) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_sigma_that_is_no_covariance_is_refused_not_clamped():
+    # the mean term alone is 4 * 0.76^2 = 2.31; clamping the negative eigenvalues used to answer 0.0
+    mu_a, mu_b, eye = np.zeros(4), np.full(4, 0.76), np.eye(4)
+    with pytest.raises(ValueError, match=r"sigma1 is not positive semi-definite: its smallest eigenvalue is -1\b"):
+        frechet_distance(mu_a, -eye, mu_b, -2 * eye)
+    with pytest.raises(ValueError, match=r"sigma2\[1\] is not positive semi-definite"):
+        frechet_distance(torch.zeros(4), torch.eye(4), torch.zeros(2, 4), torch.stack([torch.eye(4), -torch.eye(4)]))
+    skew = eye.copy()
+    skew[0, 1] = 0.5  # sigma and sigma.T used to give different answers
+    for a, b in ((skew, eye), (eye, skew.T)):
+        with pytest.raises(ValueError, match=r"is not symmetric: max \|S - S\^T\| = 0.5"):
+            frechet_distance(mu_a, a, mu_b, b)
+
+
+def test_round_off_sized_defects_are_accepted():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 16))
+    sigma = np.cov(x, rowvar=False)  # rank 4 of 16: eigenvalues 0 up to round-off, some of them negative
+    values, vectors = np.linalg.eigh(sigma)
+    nudged = (vectors * np.where(values < 1e-12, -1e-9, values)) @ vectors.T  # -1e-9: round-off sized
+    expected = frechet_distance(np.zeros(16), sigma, np.ones(16), np.eye(16))
+    assert frechet_distance(np.zeros(16), nudged, np.ones(16), np.eye(16)) == pytest.approx(expected, rel=1e-6)
+    # as a float32 file stores it: asymmetric and indefinite by float32 round-off
+    assert np.isfinite(frechet_distance(np.zeros(16), nudged.astype(np.float32), np.ones(16), np.eye(16)))
+    assert frechet_distance(np.zeros(16), np.zeros((16, 16)), np.ones(16), np.eye(16)) == pytest.approx(16 + 16)
