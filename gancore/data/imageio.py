@@ -57,8 +57,9 @@ def find_images(root: str) -> list[str]:
     return found
 
 
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """16-bit and float images to 8-bit grayscale; other modes pass through."""
+def to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and float images to 8-bit grayscale, scaled (PIL's own convert clips them at 255);
+    other modes pass through. The one 16-bit scaling of gancore: training data and `gancore fid`."""
     if img.mode.startswith("I;16") or img.mode == "I":
         arr = np.asarray(img, dtype=np.float64) / 65535.0  # "I" is how PIL holds 16-bit PNGs too
     elif img.mode == "F":
@@ -83,7 +84,7 @@ def open_image(path: str, channels: int) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            img = _flatten_alpha(_to_8bit(img))
+            img = _flatten_alpha(to_8bit(img))
             return img.convert("L" if channels == 1 else "RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image {path!r}: {err}") from err

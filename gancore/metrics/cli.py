@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,26 +36,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # a user's mistake: one line and exit code 2, as every command
         print(f"gancore fid: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
 
     from gancore.metrics.frechet import frechet_distance
     from gancore.metrics.stats import FeatureStats
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(args.device)
+    if args.save_stats:
+        _check_stats_output(args.b)
     extractor = None
 
     def stats_of(source: str):
         nonlocal extractor
         if _is_stats_file(source):
-            return FeatureStats.load(source)
+            return _load_stats(source, FeatureStats)
         if extractor is None:
             extractor = _build_extractor(args, device)
         return _folder_stats(source, extractor, args, device)
@@ -70,6 +72,42 @@ def _run(args: argparse.Namespace) -> int:
     value = frechet_distance(first.mu.cpu(), first.sigma.cpu(), second.mu.cpu(), second.sigma.cpu())
     print(f"FID: {float(value):.6f}")
     return 0
+
+
+def _device(name: str | None):
+    import torch
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device: not a device: {name!r} (use cpu or cuda)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device: {name!r} is not supported (use cpu or cuda)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available (use --device cpu)")
+    return device
+
+
+def _check_stats_output(path: str) -> None:
+    """--save-stats B: refuse what cannot be written before any features are computed."""
+    if os.path.isdir(path):
+        raise ValueError(f"--save-stats: {path} is a directory; give the .npz file to write")
+    if not _is_stats_file(path):
+        raise ValueError(f"--save-stats: {path} must end in .npz")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise ValueError(f"--save-stats: cannot write {path}: {folder} is not a writable folder")
+
+
+def _load_stats(path: str, stats_cls):
+    """FeatureStats.load, with any malformed content (a `count` array, string arrays) named as such."""
+    try:
+        stats = stats_cls.load(path)
+    except (TypeError, KeyError, IndexError) as exc:
+        raise ValueError(f"{path}: not a valid statistics file ({type(exc).__name__}: {exc})") from None
+    return stats
 
 
 def _is_stats_file(source: str) -> bool:

@@ -25,12 +25,23 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def pytorch_fid_rgb(image) -> np.ndarray:
+    """An 8-bit PIL image as pytorch-fid decodes it, (H, W, 3) uint8: PIL's convert("RGB"), so grey is
+    repeated and alpha is dropped (not composited over a background, as the training loader does).
+    FIDs comparable with published ones need exactly this; keep it the only place that decides it."""
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
 def load_image(path: Path) -> torch.Tensor:
-    """(3, H, W) float32 in [-1, 1]; grey, palette and alpha images are converted to RGB."""
+    """(3, H, W) float32 in [-1, 1], decoded as pytorch-fid does (pytorch_fid_rgb), except that 16-bit
+    and float images are first scaled to 8 bits as the training loader does (gancore.data.imageio):
+    pytorch-fid's convert("RGB") clips them, so a 16-bit image would score against its 8-bit twin."""
     from PIL import Image
 
+    from gancore.data.imageio import to_8bit
+
     with Image.open(path) as image:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        rgb = pytorch_fid_rgb(to_8bit(image))
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
 
 

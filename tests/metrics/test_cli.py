@@ -90,21 +90,37 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, capsys):
 def test_clear_errors(tmp_path, capsys, monkeypatch):
     (tmp_path / "empty").mkdir()
     write_images(tmp_path / "ok", 0, 3)
-    assert fid_cli(str(tmp_path / "empty"), str(tmp_path / "ok"), "--extractor", "builtin") == 1
+    assert fid_cli(str(tmp_path / "empty"), str(tmp_path / "ok"), "--extractor", "builtin") == 2
     assert "contains no images" in capsys.readouterr().err
-    assert fid_cli(str(tmp_path / "missing"), str(tmp_path / "ok"), "--extractor", "builtin") == 1
+    assert fid_cli(str(tmp_path / "missing"), str(tmp_path / "ok"), "--extractor", "builtin") == 2
     assert "is not a folder of images" in capsys.readouterr().err
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_text("nope")
-    assert fid_cli(str(tmp_path / "bad"), str(tmp_path / "ok"), "--extractor", "builtin") == 1
+    assert fid_cli(str(tmp_path / "bad"), str(tmp_path / "ok"), "--extractor", "builtin") == 2
     assert "none of the 1 images" in capsys.readouterr().err
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    assert fid_cli(str(tmp_path / "ok"), str(tmp_path / "ok")) == 1
+    assert fid_cli(str(tmp_path / "ok"), str(tmp_path / "ok")) == 2
     err = capsys.readouterr().err
     assert WEIGHTS_FILE in err and "--weights" in err
     fid_cli("--save-stats", str(tmp_path / "ok"), str(tmp_path / "ok.npz"), "--extractor", "builtin")
     np.savez(tmp_path / "other.npz", mu=np.zeros(256), sigma=np.eye(256), extractor="something-else")
-    assert fid_cli(str(tmp_path / "ok.npz"), str(tmp_path / "other.npz")) == 1
+    assert fid_cli(str(tmp_path / "ok.npz"), str(tmp_path / "other.npz")) == 2
     assert "FID between them means nothing" in capsys.readouterr().err
+
+
+def test_16_bit_images_score_as_their_8_bit_twins(tmp_path, capsys):
+    # pytorch-fid's convert("RGB") clips 16-bit values at 255: the twins used to score FID 1.875
+    rng = np.random.default_rng(0)
+    (tmp_path / "8").mkdir()
+    (tmp_path / "16").mkdir()
+    for k in range(6):
+        grey = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+        Image.fromarray(grey).save(tmp_path / "8" / f"{k}.png")
+        Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "16" / f"{k}.png")  # 255 -> 65535
+    assert Image.open(tmp_path / "16" / "0.png").mode.startswith("I")
+    assert torch.equal(load_image(tmp_path / "8" / "0.png"), load_image(tmp_path / "16" / "0.png"))
+    assert fid_cli(str(tmp_path / "8"), str(tmp_path / "16"), "--extractor", "builtin", "--device", "cpu",
+                   "--no-progress") == 0
+    assert float(capsys.readouterr().out.split()[1]) == pytest.approx(0.0, abs=1e-6)
