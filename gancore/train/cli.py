@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import torch
 
@@ -89,7 +90,9 @@ def run_train(args: argparse.Namespace) -> int:
             if not os.path.isdir(args.out):
                 raise ckpt.CheckpointError(f"--resume: {args.out!r} holds no checkpoint to resume from "
                                            "(no such folder)")
-            base = ckpt.load_latest(args.out)[1]["config"]
+            with warnings.catch_warnings():  # the Trainer loads it again and gives any warning once
+                warnings.simplefilter("ignore")
+                base = ckpt.load_latest(args.out)[1]["config"]
         given = (("train.steps", args.steps), ("train.batch_size", args.batch_size),
                  ("train.seed", args.seed))
         flags = {key: value for key, value in given if value is not None}
