@@ -140,10 +140,14 @@ def _split(path: str) -> tuple[str, str]:
     return parent, name
 
 
+def _stock_sequential(module: nn.Module) -> bool:
+    """An nn.Sequential whose forward is the stock one: each child's output is the next child's only input."""
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
 def _inlined(module: nn.Module) -> bool:
-    """Containers whose structure fx sees through (a Sequential with its stock forward)."""
-    return isinstance(module, (nn.ModuleList, nn.ModuleDict)) or (
-        isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward)
+    """Containers whose structure fx sees through."""
+    return isinstance(module, (nn.ModuleList, nn.ModuleDict)) or _stock_sequential(module)
 
 
 class _LeafTracer(fx.Tracer):
@@ -204,7 +208,8 @@ class _Plan:
             try:
                 graphs = []
                 for mode in (True, False):
-                    module.train(mode)
+                    for m, _ in modes:  # the flag only: a custom train() may do more than set it
+                        m.training = mode
                     graphs.append(_LeafTracer().trace(module))
                 self._traces[key] = (graphs[0] if str(graphs[0]) == str(graphs[1])
                                      else "forward differs between train and eval mode")
@@ -300,7 +305,7 @@ class _Plan:
         parent, a = _split(first)
         parent2, b = _split(second)
         container = module.get_submodule(parent) if parent else module
-        if parent != parent2 or not isinstance(container, nn.Sequential):
+        if parent != parent2 or not _stock_sequential(container):
             return False
         names = list(container._modules)
         return names.index(b) == names.index(a) + 1
@@ -317,7 +322,7 @@ class _Plan:
                 if type(norm) not in FUSERS or path in self.claimed:
                     continue
                 self.claimed.add(path)
-                nxt = children[i + 1] if isinstance(parent, nn.Sequential) and i + 1 < len(children) else None
+                nxt = children[i + 1] if _stock_sequential(parent) and i + 1 < len(children) else None
                 act_path, act = self._following_activation(_join(parent_path, nxt[0]), nxt[1]) if nxt else (None,
                                                                                                            None)
                 fused = _build(norm, act) if act is not None else None
@@ -343,7 +348,7 @@ class _Plan:
             return None, None
         if activation_spec(module) is not None:
             return path, module
-        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
+        if _stock_sequential(module):
             if len(module) == 0:
                 return None, None
             name, first = next(iter(module.named_children()))
@@ -404,12 +409,18 @@ def _set_forward(module: nn.Module, graph: fx.Graph) -> None:
     module.__class__ = _fused_class(base, code.src, extra)
 
 
+_classes: dict[tuple, type] = {}  # one generated class per (base, forward source): the 9 blocks of a ResNet share it
+
+
 def _fused_class(base: type, src: str, extra_globals: dict) -> type:
-    namespace = {**_standard_globals(), **extra_globals}
-    exec(compile(src, f"<gancore.fuse:{base.__qualname__}#{next(_counter)}>", "exec"), namespace)
-    return type(base.__name__, (base,), {
-        "forward": namespace["forward"], "__module__": base.__module__, "__qualname__": base.__qualname__,
-        "_gancore_base": base, "_gancore_forward": (src, extra_globals), "__reduce_ex__": _reduce_fused})
+    key = (base, src, tuple((k, id(v)) for k, v in sorted(extra_globals.items())))
+    if key not in _classes:
+        namespace = {**_standard_globals(), **extra_globals}
+        exec(compile(src, f"<gancore.fuse:{base.__qualname__}#{next(_counter)}>", "exec"), namespace)
+        _classes[key] = type(base.__name__, (base,), {
+            "forward": namespace["forward"], "__module__": base.__module__, "__qualname__": base.__qualname__,
+            "_gancore_base": base, "_gancore_forward": (src, extra_globals), "__reduce_ex__": _reduce_fused})
+    return _classes[key]
 
 
 def _reduce_fused(self: nn.Module, protocol: int) -> tuple:

@@ -158,6 +158,24 @@ def test_running_stats_norm_stays_unfused_with_reason():
     assert "residual add left unfused: track_running_stats" in str(report)
 
 
+class _ReversedSequential(nn.Sequential):
+    def forward(self, x):
+        for m in reversed(self):
+            x = m(x)
+        return x
+
+
+def test_sequential_with_its_own_forward_is_fused_by_its_graph():
+    """Neighbours in the module list mean nothing here; the traced order (conv, norm, relu) does."""
+    plain = _ReversedSequential(nn.ReLU(), nn.InstanceNorm2d(4), nn.Conv2d(4, 4, 1))
+    fused = fuse(copy.deepcopy(plain))
+    assert isinstance(fused, _ReversedSequential) and type(fused) is not _ReversedSequential
+    assert type(fused[0]) is nn.Identity and fused[1].activation == "relu"
+    _check_same(plain, fused)
+    wrong_way = fuse(_ReversedSequential(nn.InstanceNorm2d(4), nn.ReLU()))  # relu runs before the norm
+    assert type(wrong_way[1]) is nn.ReLU and wrong_way[0].activation == "identity"
+
+
 def test_dry_run_changes_nothing_and_predicts_the_real_run():
     torch.manual_seed(0)
     net = ResnetGenerator(ngf=4, n_blocks=2, fused=False)
