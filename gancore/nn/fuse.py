@@ -121,7 +121,8 @@ def fuse(model: nn.Module, *, dry_run: bool = False, verbose: bool = False) -> n
     plan = _Plan(model)
     plan.traced_pass()
     plan.sequential_pass()
-    report = FuseReport(plan.changes, dry_run=dry_run)
+    order = {path: i for i, (path, _) in enumerate(model.named_modules())}
+    report = FuseReport(sorted(plan.changes, key=lambda c: order.get(c.path, len(order))), dry_run=dry_run)
     if verbose:
         print(report)
     if dry_run:
