@@ -1,0 +1,21 @@
+"""The residual add of a reference block, run inside the fused instance norm once fuse() has placed one."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gancore.nn import InstanceNormAct2d
+
+
+def add_residual(body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """x + body(x). When body ends in a fused instance norm, the addition is that op's `residual=`,
+    which saves one full read and write of the activation; the module tree and keys stay the reference's.
+    """
+    last = body[-1]
+    if not isinstance(last, InstanceNormAct2d):
+        return x + body(x)
+    h = x
+    for i in range(len(body) - 1):
+        h = body[i](h)
+    return last(h, residual=x)
