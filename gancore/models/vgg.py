@@ -50,7 +50,8 @@ class VGG19Features(nn.Module):
 
     def __init__(self, weights: str | os.PathLike, layers: Sequence[str] = PIX2PIXHD_LAYERS) -> None:
         super().__init__()
-        modules, index = _vgg19_layers()
+        with torch.device("meta"):  # every value comes from the file: skip the random initialisation
+            modules, index = _vgg19_layers()
         if isinstance(layers, str) or not layers:
             raise ValueError(f"VGG19Features: layers must be a non-empty sequence of layer names, got {layers!r}")
         unknown = [name for name in layers if name not in index]
@@ -80,7 +81,7 @@ class VGG19Features(nn.Module):
                              f"not a state_dict")
         features = {k: v for k, v in state.items() if k.startswith("features.")}
         try:
-            self.load_state_dict(features, strict=True)
+            self.load_state_dict(features, strict=True, assign=True)
         except RuntimeError as e:
             raise ValueError(f"VGG19Features: weights file {path!r} is not a torchvision vgg19 state_dict: {e}") \
                 from e

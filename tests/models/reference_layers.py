@@ -142,4 +142,5 @@ def state_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """||a - b|| / ||b||, the norm-wise distance the project's float32 checks use."""
-    return float((a.double() - b.double()).norm() / b.double().norm())
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm())
