@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gancore.models._residual import add_residual
+from gancore.models._common import add_residual, check_ints
 from gancore.nn import fuse as _fuse
 
 NORMS = ("instance", "batch")
@@ -33,11 +33,6 @@ def _norm_layer(norm: str) -> Callable[[int], nn.Module]:
         return lambda c: nn.BatchNorm2d(c, affine=True)
     raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _finish(net: nn.Module, fused: bool) -> None:
@@ -87,9 +82,8 @@ class GlobalGenerator(nn.Module):
     def __init__(self, input_nc: int, output_nc: int, ngf: int = 64, n_downsampling: int = 4, n_blocks: int = 9,
                  norm: str = "instance", *, fused: bool = True) -> None:
         super().__init__()
-        _check_positive(input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_downsampling=n_downsampling)
-        if not isinstance(n_blocks, int) or n_blocks < 0:
-            raise ValueError(f"n_blocks must be a non-negative integer, got {n_blocks!r}")
+        check_ints(input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_downsampling=n_downsampling)
+        check_ints(0, n_blocks=n_blocks)
         norm_layer = _norm_layer(norm)
         blocks = lambda dim: [ResnetBlock(dim, norm) for _ in range(n_blocks)]
         layers = _down_up_layers(input_nc, ngf, n_downsampling, norm_layer, blocks) + _output_layers(ngf, output_nc)
@@ -111,9 +105,8 @@ class LocalEnhancer(nn.Module):
                  n_blocks_global: int = 9, n_local_enhancers: int = 1, n_blocks_local: int = 3,
                  norm: str = "instance", *, fused: bool = True) -> None:
         super().__init__()
-        _check_positive(n_local_enhancers=n_local_enhancers)
-        if not isinstance(n_blocks_local, int) or n_blocks_local < 0:
-            raise ValueError(f"n_blocks_local must be a non-negative integer, got {n_blocks_local!r}")
+        check_ints(n_local_enhancers=n_local_enhancers)
+        check_ints(0, n_blocks_local=n_blocks_local)
         self.n_local_enhancers = n_local_enhancers
         norm_layer = _norm_layer(norm)
         global_model = GlobalGenerator(input_nc, output_nc, ngf * 2 ** n_local_enhancers, n_downsample_global,
@@ -154,7 +147,7 @@ class Encoder(nn.Module):
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 16, n_downsampling: int = 4,
                  norm: str = "instance", *, fused: bool = True) -> None:
         super().__init__()
-        _check_positive(input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_downsampling=n_downsampling)
+        check_ints(input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_downsampling=n_downsampling)
         self.output_nc = output_nc
         layers = _down_up_layers(input_nc, ngf, n_downsampling, _norm_layer(norm), lambda dim: [])
         self.model = nn.Sequential(*(layers + _output_layers(ngf, output_nc)))
@@ -197,7 +190,7 @@ class NLayerDiscriminator(nn.Module):
     def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
                  get_interm_feat: bool = True, *, fused: bool = True) -> None:
         super().__init__()
-        _check_positive(input_nc=input_nc, ndf=ndf, n_layers=n_layers)
+        check_ints(input_nc=input_nc, ndf=ndf, n_layers=n_layers)
         self.n_layers = n_layers
         self.get_interm_feat = get_interm_feat
         norm_layer = _norm_layer(norm)
@@ -242,7 +235,7 @@ class MultiscaleDiscriminator(nn.Module):
     def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, num_D: int = 3,
                  get_interm_feat: bool = True, norm: str = "instance", *, fused: bool = True) -> None:
         super().__init__()
-        _check_positive(num_D=num_D)
+        check_ints(num_D=num_D)
         self.num_D = num_D
         self.n_layers = n_layers
         self.get_interm_feat = get_interm_feat

@@ -33,15 +33,11 @@ import math
 import torch
 from torch import nn
 
+from gancore.models._common import check_ints
 from gancore.nn import fuse as _fuse
 
 SR_HEADS = ("dense", "pooled")
 
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 class SRResidualBlock(nn.Module):
@@ -64,11 +60,10 @@ class SRResNet(nn.Module):
 
     def __init__(self, scale: int = 4, channels: int = 64, n_blocks: int = 16, *, fused: bool = True) -> None:
         super().__init__()
-        _check_positive(channels=channels)
+        check_ints(channels=channels)
         if not isinstance(scale, int) or scale < 2 or scale & (scale - 1):
             raise ValueError(f"scale must be a power of two >= 2, got {scale!r}")
-        if not isinstance(n_blocks, int) or n_blocks < 0:
-            raise ValueError(f"n_blocks must be a non-negative integer, got {n_blocks!r}")
+        check_ints(0, n_blocks=n_blocks)
         self.scale = scale
         self.conv_in = nn.Sequential(nn.Conv2d(3, channels, kernel_size=9, padding=4), nn.PReLU())
         self.res_blocks = nn.Sequential(*[SRResidualBlock(channels) for _ in range(n_blocks)])
@@ -97,7 +92,7 @@ class SRGANDiscriminator(nn.Module):
     def __init__(self, image_size: int = 96, in_channels: int = 3, head: str = "dense", *,
                  fused: bool = True) -> None:
         super().__init__()
-        _check_positive(image_size=image_size, in_channels=in_channels)
+        check_ints(image_size=image_size, in_channels=in_channels)
         if head not in SR_HEADS:
             raise ValueError(f"head must be one of {SR_HEADS}, got {head!r}")
         if head == "dense" and image_size % 16:

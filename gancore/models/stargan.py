@@ -11,18 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gancore.models._residual import add_residual
+from gancore.models._common import add_residual, check_ints
 from gancore.nn import fuse as _fuse
 
 
 def _instance_norm(channels: int) -> nn.InstanceNorm2d:
     return nn.InstanceNorm2d(channels, affine=True, track_running_stats=True)
 
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 class ResidualBlock(nn.Module):
@@ -49,9 +44,8 @@ class StarGANGenerator(nn.Module):
 
     def __init__(self, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6, *, fused: bool = True) -> None:
         super().__init__()
-        _check_positive(conv_dim=conv_dim, c_dim=c_dim)
-        if not isinstance(repeat_num, int) or repeat_num < 0:
-            raise ValueError(f"repeat_num must be a non-negative integer, got {repeat_num!r}")
+        check_ints(conv_dim=conv_dim, c_dim=c_dim)
+        check_ints(0, repeat_num=repeat_num)
         self.c_dim = c_dim
         layers: list[nn.Module] = [nn.Conv2d(3 + c_dim, conv_dim, kernel_size=7, stride=1, padding=3, bias=False),
                                    _instance_norm(conv_dim), nn.ReLU(inplace=True)]
@@ -86,7 +80,7 @@ class StarGANDiscriminator(nn.Module):
     def __init__(self, image_size: int = 128, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6, *,
                  fused: bool = True) -> None:
         super().__init__()
-        _check_positive(image_size=image_size, conv_dim=conv_dim, c_dim=c_dim, repeat_num=repeat_num)
+        check_ints(image_size=image_size, conv_dim=conv_dim, c_dim=c_dim, repeat_num=repeat_num)
         if image_size % 2 ** repeat_num:
             raise ValueError(f"image_size must be a multiple of 2**repeat_num = {2 ** repeat_num}, got {image_size}")
         layers: list[nn.Module] = [nn.Conv2d(3, conv_dim, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.01)]

@@ -147,7 +147,15 @@ SMALL = [
      (1, 4, 32, 32)),
     ("multiscale D", lambda f: MultiscaleDiscriminator(6, 4, 3, 3, fused=f), lambda: multiscale_parts(6, 4, 3, 3),
      (2, 6, 32, 40)),
+    ("encoder", lambda f: Encoder(3, 3, 4, 2, fused=f), lambda: {"model": encoder_layers(3, 3, 4, 2)}, (2, 3, 16, 20)),
 ]
+
+
+def _instance_map(shape) -> torch.Tensor:
+    inst = torch.zeros(shape[0], 1, *shape[2:])
+    inst[:, :, 5:, 3:11] = 1001
+    inst[1, :, :, 15:] = 7
+    return inst
 
 
 def _reference_output(name, parts, sd, x):
@@ -155,6 +163,8 @@ def _reference_output(name, parts, sd, x):
         return ref.forward(parts["model"], sd, x, "model.")
     if name.startswith("local"):
         return local_forward(parts, 1 if name == "local" else 2, sd, x)
+    if name == "encoder":
+        return _loop_instance_average(ref.forward(parts["model"], sd, x, "model."), _instance_map(x.shape))
     return multiscale_forward(3, 3, [parts[f"scale0_layer{j}"] for j in range(5)], sd, x)
 
 
@@ -173,14 +183,24 @@ def test_reference_checkpoint_loads_strictly_and_matches_reference_forward(tmp_p
     fused.load_state_dict(sd, strict=True)
     x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     expected = _flat(_reference_output(name, layers, ref.to_double(sd), x))
+    args = (x, _instance_map(shape)) if name == "encoder" else (x,)
     with record_backends() as used:
-        got_fused = _flat(fused.double()(x))
+        got_fused = _flat(fused.double()(*args))
     assert any(op == "instance_norm_act" for op, _ in used)
-    got_plain = _flat(plain.double()(x))
+    got_plain = _flat(plain.double()(*args))
     assert [t.shape for t in got_plain] == [t.shape for t in expected]
     for p, f, e in zip(got_plain, got_fused, expected):
         torch.testing.assert_close(p, e, atol=1e-12, rtol=1e-12)
         torch.testing.assert_close(f, e, atol=1e-12, rtol=1e-12)
+
+
+def test_global_generator_checkpoint_loads_into_local_enhancer_global_part():
+    """pix2pixHD's load_pretrain: a global run (ngf 2k) gives the local enhancer's (ngf k) `model.*`."""
+    with torch.device("meta"):
+        g, local = GlobalGenerator(5, 3, 8, 2, 2), LocalEnhancer(5, 3, 4, 2, 2)
+    global_part = {k: v for k, v in ref.state_shapes(local).items() if k.startswith("model.")}
+    last = f"model.{len(g.model) - 2}."  # the final c7s1 conv, which the enhancer drops
+    assert global_part == {k: v for k, v in ref.state_shapes(g).items() if not k.startswith(last)}
 
 
 def test_float32_fused_no_further_from_float64_than_eager():

@@ -1,4 +1,4 @@
-"""The residual add of a reference block, run inside the fused instance norm once fuse() has placed one."""
+"""What the reference networks share: argument checks, and the residual add run inside a fused norm."""
 
 from __future__ import annotations
 
@@ -6,6 +6,13 @@ import torch
 from torch import nn
 
 from gancore.nn import InstanceNormAct2d
+
+
+def check_ints(minimum: int = 1, **values: int) -> None:
+    """Each keyword must be an int >= minimum; the error names it."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def add_residual(body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
