@@ -34,12 +34,6 @@ def _norm_layer(norm: str) -> Callable[[int], nn.Module]:
     raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
-
-def _finish(net: nn.Module, fused: bool) -> None:
-    if fused:
-        _fuse(net)
-
-
 def _down_up_layers(input_nc: int, ngf: int, n_downsampling: int, norm: Callable[[int], nn.Module],
                     middle: Callable[[int], list[nn.Module]]) -> list[nn.Module]:
     """c7s1-ngf, n stride-2 3x3 convs doubling the width, `middle(width)`, n transposed convs halving it."""
@@ -88,7 +82,8 @@ class GlobalGenerator(nn.Module):
         blocks = lambda dim: [ResnetBlock(dim, norm) for _ in range(n_blocks)]
         layers = _down_up_layers(input_nc, ngf, n_downsampling, norm_layer, blocks) + _output_layers(ngf, output_nc)
         self.model = nn.Sequential(*layers)
-        _finish(self, fused)
+        if fused:
+            _fuse(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -125,7 +120,8 @@ class LocalEnhancer(nn.Module):
             setattr(self, f"model{n}_1", nn.Sequential(*front))
             setattr(self, f"model{n}_2", nn.Sequential(*back))
         self.downsample = nn.AvgPool2d(3, stride=2, padding=[1, 1], count_include_pad=False)
-        _finish(self, fused)
+        if fused:
+            _fuse(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pyramid = [x]
@@ -151,7 +147,8 @@ class Encoder(nn.Module):
         self.output_nc = output_nc
         layers = _down_up_layers(input_nc, ngf, n_downsampling, _norm_layer(norm), lambda dim: [])
         self.model = nn.Sequential(*(layers + _output_layers(ngf, output_nc)))
-        _finish(self, fused)
+        if fused:
+            _fuse(self)
 
     def forward(self, x: torch.Tensor, inst: torch.Tensor) -> torch.Tensor:
         """x (N, input_nc, H, W), inst (N, 1, H, W) integer-valued instance ids -> (N, output_nc, H, W)."""
@@ -208,7 +205,8 @@ class NLayerDiscriminator(nn.Module):
                 setattr(self, f"model{j}", nn.Sequential(*stage))
         else:
             self.model = nn.Sequential(*[m for stage in stages for m in stage])
-        _finish(self, fused)
+        if fused:
+            _fuse(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
         if not self.get_interm_feat:
@@ -247,7 +245,8 @@ class MultiscaleDiscriminator(nn.Module):
             else:
                 setattr(self, f"layer{i}", net.model)
         self.downsample = nn.AvgPool2d(3, stride=2, padding=[1, 1], count_include_pad=False)
-        _finish(self, fused)
+        if fused:
+            _fuse(self)
 
     def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
         results = []

@@ -214,7 +214,7 @@ def test_float32_fused_no_further_from_float64_than_eager():
         oracle.load_state_dict(plain.state_dict())
         y64 = oracle(x.double())
         eager, ours = ref.rel_err(plain(x), y64), ref.rel_err(fused(x), y64)
-    assert ours <= 2 * eager + 1e-7, (ours, eager)
+    assert ours <= 1.5 * eager + 1e-7, (ours, eager)
 
 
 def test_discriminator_shapes_and_feature_lists():
