@@ -4,7 +4,7 @@ Same module tree, same state_dict keys and same parameter counts as the referenc
 `latest_net_G.pth` / `latest_net_D.pth` load with strict=True and give the reference's outputs. With
 fused=True (the default) the plain network is rewritten by gancore.nn.fuse: each instance norm and the
 ReLU/LeakyReLU after it become one fused op (the activation's slot becomes nn.Identity, keys unchanged),
-and each residual block adds its skip inside the fused norm.
+and fuse's torch.fx pass moves each residual block's add into its last fused norm.
 
 Where this differs from the reference, on purpose: no `use_sigmoid` (the reference's multi-scale
 discriminator drops the sigmoid anyway when it returns intermediate features; losses take logits),
@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gancore.models._common import add_residual, check_ints
+from gancore.models._common import check_ints
 from gancore.nn import fuse as _fuse
 
 NORMS = ("instance", "batch")
@@ -65,7 +65,7 @@ class ResnetBlock(nn.Module):
             nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3, padding=0), norm_layer(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return add_residual(self.conv_block, x)
+        return x + self.conv_block(x)  # fuse() moves this add into the fused norm (residual=)
 
 
 class GlobalGenerator(nn.Module):

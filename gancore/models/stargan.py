@@ -3,7 +3,8 @@
 Same modules, keys and parameter counts as the reference (Generator -> StarGANGenerator,
 Discriminator -> StarGANDiscriminator), so its `200000-G.ckpt` / `200000-D.ckpt` load with strict=True.
 Every instance norm is affine with running statistics, as the reference; with fused=True the network is
-passed through gancore.nn.fuse, and each residual block adds its skip inside the fused norm where one is placed.
+passed through gancore.nn.fuse, which also moves each residual block's add into the fused norm once it can fuse
+norms with running statistics.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gancore.models._common import add_residual, check_ints
+from gancore.models._common import check_ints
 from gancore.nn import fuse as _fuse
 
 
@@ -31,7 +32,7 @@ class ResidualBlock(nn.Module):
             nn.Conv2d(dim_out, dim_out, kernel_size=3, stride=1, padding=1, bias=False), _instance_norm(dim_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return add_residual(self.main, x)
+        return x + self.main(x)
 
 
 class StarGANGenerator(nn.Module):

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gancore.models import Encoder, GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator, NLayerDiscriminator
-from gancore.models.pix2pixhd import instance_average
+from gancore.models import Encoder, GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator
+from gancore.models.pix2pixhd import NLayerDiscriminator, instance_average
 from gancore.nn import InstanceNormAct2d
 from gancore.ops import record_backends
 from tests.models import reference_layers as ref
@@ -133,6 +133,8 @@ def test_fused_networks_fuse_every_norm_and_block():
     assert "InstanceNorm2d" not in kinds and kinds[2:4] == ["InstanceNormAct2d", "Identity"]
     block = g.model[10].conv_block
     assert block[2].activation == "relu" and block[6].activation == "identity" and type(block[3]).__name__ == "Identity"
+    residual = sorted(c.path for c in g.gancore_fused.residual)  # each block's add runs inside its last norm
+    assert residual == [f"model.{i}.conv_block.6" for i in (10, 11)] and not g.gancore_fused.unfused
     assert isinstance(d.scale0_layer1[1], InstanceNormAct2d) and d.scale0_layer1[1].activation == "leaky_relu"
     assert d.scale0_layer1[1].negative_slope == 0.2
 
