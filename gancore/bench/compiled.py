@@ -21,20 +21,25 @@ class StrictCompile:
     """torch.compile(fn) whose compiled-graph runs are counted against its calls.
 
     Construct one per benchmark case (the constructor resets dynamo, so no case inherits another's
-    cache entries and recompile count). `fn` may be a function or an nn.Module.
+    cache entries and recompile count). `fn` may be a function or an nn.Module. `compiler` turns
+    dynamo's graph into a callable: inductor's compile_fx (what torch.compile uses) unless given.
     """
 
-    def __init__(self, fn: Callable, label: str) -> None:
+    def __init__(self, fn: Callable, label: str, compiler: Callable | None = None) -> None:
         torch._dynamo.reset()
         self.label = label
         self.calls = 0
         self.graph_runs = 0
+        self._compiler = compiler
         self._compiled = torch.compile(fn, backend=self._backend, dynamic=False, fullgraph=True)
 
     def _backend(self, gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
-        from torch._inductor.compile_fx import compile_fx
+        if self._compiler is None:
+            from torch._inductor.compile_fx import compile_fx
 
-        compiled = compile_fx(gm, example_inputs)
+            compiled = compile_fx(gm, example_inputs)
+        else:
+            compiled = self._compiler(gm, example_inputs)
 
         def run(*args):
             self.graph_runs += 1

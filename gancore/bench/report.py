@@ -162,7 +162,7 @@ def plot_suite(rows: list[dict], suite: str, path: str) -> bool:
     allocs = list(OrderedDict.fromkeys(r["alloc"] for r in mine))
     by_key = {(r["case"], r["contender"], r["alloc"]): r["speedup"] for r in mine}
     bar = 0.8 / len(contenders)
-    height = 1.2 + len(cases) * (0.22 * len(contenders) + 0.25)
+    height = max(3.0, 1.2 + len(cases) * (0.22 * len(contenders) + 0.25))
     fig, axes = plt.subplots(1, len(allocs), figsize=(6.5 * len(allocs) + 3.5, height), sharey=True, squeeze=False)
     values = list(by_key.values())
     lo, hi = min(values + [1.0]) / 1.6, max(values + [1.0]) * 1.8
@@ -219,7 +219,7 @@ def plot_roofline(rows: list[dict], path: str) -> bool:
         for j, contender in enumerate(OrderedDict.fromkeys(r["contender"] for r in mine)):
             for kind, marker in (("fwd+bwd", "^"), ("fwd", "o")):
                 pts = [(r["bytes"] / 1e6, r["gbps"]) for r in mine
-                       if r["contender"] == contender and r["case"].endswith(" " + kind)]
+                       if r["contender"] == contender and r["case"].endswith("fwd+bwd") == (kind == "fwd+bwd")]
                 if pts:
                     ax.scatter(*zip(*pts), color=_COLORS[j % len(_COLORS)], marker=marker, s=30,
                                label=f"{contender} {kind}", alpha=0.85)
