@@ -47,11 +47,11 @@ def add_speedups(rows: list[dict]) -> None:
 def time_target(ms: float, baseline_ms: float, limit: float, baseline: str = "eager") -> dict:
     """Fields of a row that has a target on its time against the baseline's: time / baseline <= limit."""
     ratio = ms / baseline_ms
-    return {"target": f"time / {baseline} <= {limit:g}", "ratio": ratio, "passed": ratio <= limit}
+    return {"target": f"time / {baseline} <= {limit:g}", "limit": limit, "ratio": ratio, "passed": ratio <= limit}
 
 
 def _target_cell(r: dict) -> str:
-    return f"{r['ratio']:.2f} ({r['target']}): {'pass' if r['passed'] else 'FAIL'}"
+    return f"{r['ratio']:.2f} (<= {r['limit']:g}) {'pass' if r['passed'] else 'FAIL'}"
 
 
 def target_summary(rows: list[dict]) -> str:
@@ -61,8 +61,8 @@ def target_summary(rows: list[dict]) -> str:
         return ""
     missed = [r for r in targeted if not r["passed"]]
     lines = [f"targets met: {len(targeted) - len(missed)} of {len(targeted)}"]
-    lines += [f"  missed: {r['suite']}: {r['case']} {r['contender']} [{r['alloc']}] {_target_cell(r)}"
-              for r in missed]
+    lines += [f"  missed: {r['suite']}: {r['case']} {r['contender']} [{r['alloc']}]: {r['target']}, "
+              f"measured {r['ratio']:.2f}" for r in missed]
     return "\n".join(lines)
 
 
@@ -76,7 +76,7 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         header += [f"ms ({a})", f"x vs base ({a})", f"GB/s ({a})"]
     with_targets = any("target" in r for r in rows)
     if with_targets:
-        header += [f"target ({a})" for a in allocs]
+        header += [f"time/base, target ({a})" for a in allocs]
     header.append("note")
     body = []
     for (suite, case, contender), by_alloc in grouped.items():
@@ -160,38 +160,55 @@ def plot_suite(rows: list[dict], suite: str, path: str) -> bool:
     cases = list(OrderedDict.fromkeys(r["case"] for r in mine))
     contenders = list(OrderedDict.fromkeys(r["contender"] for r in mine))
     allocs = list(OrderedDict.fromkeys(r["alloc"] for r in mine))
-    by_key = {(r["case"], r["contender"], r["alloc"]): r["speedup"] for r in mine}
+    by_key = {(r["case"], r["contender"], r["alloc"]): r for r in mine}
     bar = 0.8 / len(contenders)
     height = max(3.0, 1.2 + len(cases) * (0.22 * len(contenders) + 0.25))
-    fig, axes = plt.subplots(1, len(allocs), figsize=(6.5 * len(allocs) + 3.5, height), sharey=True, squeeze=False)
-    values = list(by_key.values())
+    fig, axes = plt.subplots(1, len(allocs), figsize=(6.5 * len(allocs) + 5, height), sharey=True, squeeze=False)
+    values = [r["speedup"] for r in mine] + [1 / r["limit"] for r in mine if "target" in r]
     lo, hi = min(values + [1.0]) / 1.6, max(values + [1.0]) * 1.8
     for ax, alloc in zip(axes[0], allocs):
+        targets = []
         for j, contender in enumerate(contenders):
             ys, xs = [], []
             for i, case in enumerate(cases):
-                v = by_key.get((case, contender, alloc))
-                if v is not None:
+                r = by_key.get((case, contender, alloc))
+                if r is not None:
                     ys.append(i - 0.4 + bar * (j + 0.5))
-                    xs.append(v)
+                    xs.append(r["speedup"])
+                    if "target" in r:  # time / baseline <= limit is a speed-up of at least 1 / limit
+                        targets.append((ys[-1], 1 / r["limit"]))
             ax.barh(ys, [x - lo for x in xs], height=bar * 0.9, left=lo, color=_COLORS[j % len(_COLORS)],
                     label=contender)
             for y, x in zip(ys, xs):
                 ax.text(x * 1.03, y, f"{x:.2f}x", va="center", fontsize=7)
+        if targets:
+            ax.scatter([x for _, x in targets], [y for y, _ in targets], marker="|", s=250, color="red",
+                       linewidths=2, zorder=3, label="target (at least)")
         base = mine[0]["baseline"]
         ax.axvline(1.0, color="black", linewidth=1.2, linestyle="--", label=f"{base} (baseline) = 1x")
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_xlim(lo, hi)
         ax.set_title(f"{suite}, allocator: {alloc}", fontsize=10)
         ax.set_xlabel(f"speed-up vs {base} (x faster, log scale)", fontsize=9)
         ax.grid(axis="x", which="both", alpha=0.3)
     axes[0][0].set_yticks(range(len(cases)), cases, fontsize=8)
     axes[0][0].invert_yaxis()
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def _log_x(ax) -> None:
+    """A log x axis labelled 0.1, 0.2, 0.5, 1, ... rather than 10^-1, 10^0."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_xscale("log")
+    axis = ax.xaxis
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
 def plot_roofline(rows: list[dict], path: str) -> bool:
@@ -208,27 +225,33 @@ def plot_roofline(rows: list[dict], path: str) -> bool:
                                        if not _is_floor(r["contender"])))
     if not panels:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels) + 2, 5.5), squeeze=False)
     for ax, (suite, alloc) in zip(axes[0], panels):
-        roof = sorted((r["bytes"], r["gbps"]) for r in measured
-                      if r["contender"] == "floor: copy_" and r["alloc"] == alloc)
-        if roof:
-            ax.plot([b / 1e6 for b, _ in roof], [g for _, g in roof], color="black", linewidth=1.5,
-                    marker="s", markersize=4, label="copy_ (measured roof)")
+        floors = [r for r in measured if r["contender"] == "floor: copy_"]
+        own = [r for r in floors if r["alloc"] == alloc]
+        roof = max((r["gbps"] for r in own or floors), default=None)
+        if roof is not None:
+            source = "" if own else f" ({floors[0]['alloc']} allocator)"
+            ax.axhline(roof, color="black", linewidth=1.5, linestyle="--",
+                       label=f"measured copy_ bandwidth {roof:.1f} GB/s{source}")
+        for r in own:
+            if r["suite"] == suite:
+                ax.scatter(r["bytes"] / 1e6, r["gbps"], color="black", marker="s", s=18)
         mine = [r for r in measured if r["suite"] == suite and r["alloc"] == alloc and not _is_floor(r["contender"])]
         for j, contender in enumerate(OrderedDict.fromkeys(r["contender"] for r in mine)):
             for kind, marker in (("fwd+bwd", "^"), ("fwd", "o")):
                 pts = [(r["bytes"] / 1e6, r["gbps"]) for r in mine
                        if r["contender"] == contender and r["case"].endswith("fwd+bwd") == (kind == "fwd+bwd")]
                 if pts:
-                    ax.scatter(*zip(*pts), color=_COLORS[j % len(_COLORS)], marker=marker, s=30,
+                    ax.scatter(*zip(*pts), color=_COLORS[j % len(_COLORS)], marker=marker, s=36,
                                label=f"{contender} {kind}", alpha=0.85)
-        ax.set_xscale("log")
+        _log_x(ax)
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("compulsory bytes moved per call (MB, log scale)", fontsize=9)
         ax.set_ylabel("achieved GB/s", fontsize=9)
         ax.set_title(f"{suite}, allocator: {alloc}" + ("" if roof else " (no copy_ roof measured)"), fontsize=10)
         ax.grid(which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.13), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
