@@ -97,7 +97,8 @@ def interleaved(fns: dict[str, Callable[[], object]], *, device: torch.device | 
 
     For calls of a few microseconds: each sample is a batch of calls, sized once so that the fastest
     contender's batch takes `min_sample_ms`, and the same batch size is used for every contender.
-    Alternating the order spreads the slow drifts of a shared machine over all contenders alike.
+    Alternating the order spreads the slow drifts of a shared machine over all contenders alike;
+    "round_ms" keeps each round's time in order, so that ratios can be taken round by round.
     """
     device = torch.device(device)
     names = list(fns)
@@ -112,9 +113,9 @@ def interleaved(fns: dict[str, Callable[[], object]], *, device: torch.device | 
         for name in names if k % 2 == 0 else reversed(names):
             samples[name].append(_batch_ms(fns[name], calls, device))
     out = {}
-    for name, times in samples.items():
-        times.sort()
+    for name, rounds_ms in samples.items():
+        times = sorted(rounds_ms)
         out[name] = {"ms": statistics.median(times), "ms_p10": times[round(0.1 * (len(times) - 1))],
                      "ms_p90": times[round(0.9 * (len(times) - 1))], "samples": len(times),
-                     "calls_per_sample": calls}
+                     "calls_per_sample": calls, "round_ms": rounds_ms}
     return out
