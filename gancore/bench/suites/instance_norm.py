@@ -39,7 +39,7 @@ SLOPE = 0.2
 OVERHEAD_TINY = (1, 8, 4, 4)  # target: gancore time / eager time <= TINY_LIMIT, forward and forward+backward
 NETWORK_SHAPES = {  # instance norms of the reference networks; target: fwd+bwd time / eager <= 1
     "CycleGAN block, 96x96 crops": (2, 128, 24, 24),
-    "2x64 at 48x48": (2, 64, 48, 48),
+    "ResNet c7s1-64, 48x48 crops": (2, 64, 48, 48),
     "ResNet-9 at 256: c7s1-64": (1, 64, 256, 256),
     "ResNet-9 at 256: d128": (1, 128, 128, 128),
     "ResNet-9 at 256: d256 / res blocks": (1, 256, 64, 64),
