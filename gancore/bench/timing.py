@@ -73,3 +73,49 @@ def measure(fn: Callable[[], object], *, device: torch.device | str = "cpu", rep
     if device.type == "cuda":
         result["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return result
+
+
+def _batch_ms(fn: Callable[[], object], calls: int, device: torch.device) -> float:
+    """Milliseconds per call of `calls` back-to-back calls (CUDA events on a GPU)."""
+    if device.type == "cuda":
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        return begin.elapsed_time(end) / calls
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) * 1e3 / calls
+
+
+def interleaved(fns: dict[str, Callable[[], object]], *, device: torch.device | str = "cpu", rounds: int = 15,
+                warmup: int = 3, min_sample_ms: float = 2.0) -> dict[str, dict]:
+    """Per-call median time of each contender, sampled in alternating (ABBA) order.
+
+    For calls of a few microseconds: each sample is a batch of calls, sized once so that the fastest
+    contender's batch takes `min_sample_ms`, and the same batch size is used for every contender.
+    Alternating the order spreads the slow drifts of a shared machine over all contenders alike;
+    "round_ms" keeps each round's time in order, so that ratios can be taken round by round.
+    """
+    device = torch.device(device)
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+        _sync(device)
+    fastest = min(_batch_ms(fns[name], 10, device) for name in names)
+    calls = max(1, int(min_sample_ms / max(fastest, 1e-6)))
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for k in range(max(rounds, 3)):
+        for name in names if k % 2 == 0 else reversed(names):
+            samples[name].append(_batch_ms(fns[name], calls, device))
+    out = {}
+    for name, rounds_ms in samples.items():
+        times = sorted(rounds_ms)
+        out[name] = {"ms": statistics.median(times), "ms_p10": times[round(0.1 * (len(times) - 1))],
+                     "ms_p90": times[round(0.9 * (len(times) - 1))], "samples": len(times),
+                     "calls_per_sample": calls, "round_ms": rounds_ms}
+    return out

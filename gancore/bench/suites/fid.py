@@ -10,6 +10,9 @@ Cases (D = 2048 and 10,000 features a set; --quick: D = 256, 1,000 features):
 - feature statistics of 10,000 features: pytorch-fid's np.mean + np.cov (baseline), torchmetrics'
   raw float64 sums, gancore.metrics.FeatureStats in batches of 1,000; the note gives features/s.
 scipy is needed here only (a benchmark dependency, never a runtime one).
+
+Every contender, baseline included, is timed by the same ctx.time: the same warm-up and repeat
+count (a call slower than a tenth of the time budget gets one warm-up and at least 3 samples).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gancore.bench.timing import BenchContext, measure
+from gancore.bench.timing import BenchContext
 from gancore.metrics import FeatureStats, fid_from_features, frechet_distance
 
 BASELINE = "pytorch-fid"
@@ -71,17 +74,15 @@ def _rel(value: float, reference: float) -> str:
 
 def run(ctx: BenchContext):
     dim, samples = (256, 1000) if ctx.quick else (2048, 10_000)
-    slow_repeats = 1 if ctx.quick else 3
     features, mu, sigma, mus, sigmas = _problem(dim, samples)
     np_mu, np_sigma = mu.numpy(), sigma.numpy()
     np_mus, np_sigmas = mus.numpy(), sigmas.numpy()
     case = f"one FID, D={dim}, {samples} features"
     reference = _pytorch_fid(np_mu, np_sigma, np_mus[0], np_sigmas[0])
-    timing = measure(lambda: _pytorch_fid(np_mu, np_sigma, np_mus[0], np_sigmas[0]),
-                     repeats=slow_repeats, warmup=0)
+    timing = ctx.time(lambda: _pytorch_fid(np_mu, np_sigma, np_mus[0], np_sigmas[0]))
     yield {"case": case, "contender": "pytorch-fid", **timing, "note": "scipy.linalg.sqrtm(S1 @ S2)"}
     value = _eigvals_fid(mu, sigma, mus[0], sigmas[0])
-    timing = measure(lambda: _eigvals_fid(mu, sigma, mus[0], sigmas[0]), repeats=slow_repeats, warmup=0)
+    timing = ctx.time(lambda: _eigvals_fid(mu, sigma, mus[0], sigmas[0]))
     yield {"case": case, "contender": "eigvals", **timing, "note": _rel(value, reference)}
     value = frechet_distance(np_mu, np_sigma, np_mus[0], np_sigmas[0])
     yield {"case": case, "contender": "gancore", **ctx.time(lambda: frechet_distance(
@@ -94,11 +95,9 @@ def run(ctx: BenchContext):
 
     case = f"{_SETS} sets vs 1 reference, D={dim}"
     references = [_pytorch_fid(np_mu, np_sigma, np_mus[k], np_sigmas[k]) for k in range(_SETS)]
-    timing = measure(lambda: [_pytorch_fid(np_mu, np_sigma, np_mus[k], np_sigmas[k]) for k in range(_SETS)],
-                     repeats=1, warmup=0)
+    timing = ctx.time(lambda: [_pytorch_fid(np_mu, np_sigma, np_mus[k], np_sigmas[k]) for k in range(_SETS)])
     yield {"case": case, "contender": "pytorch-fid", **timing, "note": f"{_SETS} sqrtm calls"}
-    timing = measure(lambda: [_eigvals_fid(mu, sigma, mus[k], sigmas[k]) for k in range(_SETS)],
-                     repeats=1, warmup=0)
+    timing = ctx.time(lambda: [_eigvals_fid(mu, sigma, mus[k], sigmas[k]) for k in range(_SETS)])
     yield {"case": case, "contender": "eigvals", **timing, "note": f"{_SETS} eigvals calls"}
     values = frechet_distance(np_mu, np_sigma, np_mus, np_sigmas)
     worst = max(abs(v - r) / abs(r) for v, r in zip(values, references))
@@ -116,7 +115,7 @@ def run(ctx: BenchContext):
         return _pytorch_fid(np_mu, np_sigma, few.mean(0), np.cov(few, rowvar=False))
 
     reference = pytorch_fid_few()
-    timing = measure(pytorch_fid_few, repeats=slow_repeats, warmup=0)
+    timing = ctx.time(pytorch_fid_few)
     yield {"case": case, "contender": "pytorch-fid", **timing, "note": "np.cov + sqrtm"}
     value = float(fid_from_features(reference_stats, few))
     yield {"case": case, "contender": "gancore", **ctx.time(lambda: fid_from_features(reference_stats, few)),
@@ -141,6 +140,6 @@ def run(ctx: BenchContext):
     for contender, fn, note in (("pytorch-fid", pytorch_fid_stats, "np.cov"),
                                 ("torchmetrics", raw_sums, "raw float64 sums (no centring)"),
                                 ("gancore", streaming, "FeatureStats, batches of 1000")):
-        timing = measure(fn, repeats=slow_repeats if contender != "gancore" else ctx.repeats, warmup=1)
+        timing = ctx.time(fn)
         rate = samples / (timing["ms"] / 1e3)
         yield {"case": case, "contender": contender, **timing, "note": f"{note}; {rate:,.0f} features/s"}

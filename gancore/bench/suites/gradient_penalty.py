@@ -11,11 +11,16 @@ critic's parameters. Contenders:
                    loss, gancore.ops.gradient_penalty (fused interpolation and norm penalty)
   gancore cl       the same in channels-last
   gancore ops      only this issue's ops (PatchGANHead, fused penalty) on the eager critic's norms
-  gancore 1-fwd    one critic forward over real, fake and interpolates concatenated (exact for an
+  eager 1-fwd      one critic forward over real, fake and interpolates concatenated (exact for an
                    instance-normalised critic), the penalty from that forward's input gradient
-  torch.compile    the eager critic compiled; it cannot run the penalty (no double backward)
+  gancore 1-fwd    the same with gancore's critic and ops: against eager 1-fwd it credits the fusion,
+                   and eager 1-fwd against eager credits the batching
+  torch.compile    the critic's score forwards (D(real), D(fake)) compiled, the penalty eager on the
+                   uncompiled critic, as gancore's trainer does (torch.compile has no double backward)
 
-Each is timed with and without the penalty (the penalty's cost is the ratio of the two). Peak
+Each is timed with and without the penalty (the penalty's cost is the ratio of the two). The
+`overhead` case times the penalty's two ops at a tiny shape on one thread, gancore against the eager
+formulas, interleaved; target: gancore's time at most 1.25x eager's. Peak
 memory is that of CPU tensors over one step (torch.profiler's memory timeline: what
 torch.cuda.max_memory_allocated reports on a GPU), and "held" what a step leaves allocated until the
 garbage collector runs. `python -m gancore.bench.suites.gradient_penalty --profile --penalty`
@@ -33,6 +38,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from gancore.bench.compiled import StrictCompile
+from gancore.bench.overhead import TINY_LIMIT, compare, no_grad, one_thread
 from gancore.bench.timing import BenchContext, measure
 from gancore.nn import PatchGANHead, fuse
 from gancore.ops import gp_interpolate, gradient_norm_penalty, gradient_penalty, record_backends
@@ -42,8 +49,8 @@ ALLOC_SENSITIVE = False
 
 SHAPE = (8, 3, 128, 128)
 QUICK_SHAPE = (2, 3, 64, 64)
+OVERHEAD_TINY = (2, 3, 8, 8)
 WEIGHT = 10.0
-NO_DOUBLE_BACKWARD = "torch.compile does not support double backward (create_graph=True), which the penalty needs"
 
 
 def pix2pix_critic() -> nn.Sequential:
@@ -66,16 +73,44 @@ def gancore_critic(critic: nn.Sequential, fuse_norms: bool = True) -> nn.Sequent
 # ---- one critic step per contender ----------------------------------------------------------------
 
 
+def eager_interpolate(real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=gen, device=real.device)
+    return (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+
+
+def eager_norm_penalty(g: torch.Tensor) -> torch.Tensor:
+    return WEIGHT * (g.flatten(1).norm(2, dim=1) - 1).square().mean()
+
+
+def eager_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    x_hat = eager_interpolate(real, fake, gen)
+    (g,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return eager_norm_penalty(g)
+
+
 def eager_step(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, penalty: bool,
-               gen: torch.Generator) -> None:
+               gen: torch.Generator, scorer: Callable | None = None) -> None:
+    """scorer: what computes D(fake) and D(real) (a compiled critic); the penalty always runs `critic`."""
+    scorer = scorer or critic
     critic.zero_grad(set_to_none=True)
-    loss = critic(fake).mean() - critic(real).mean()
+    loss = scorer(fake).mean() - scorer(real).mean()
     if penalty:
-        alpha = torch.rand(real.shape[0], 1, 1, 1, generator=gen, device=real.device)
-        x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-        (g,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-        loss = loss + WEIGHT * (g.flatten(1).norm(2, dim=1) - 1).square().mean()
+        loss = loss + eager_penalty(critic, real, fake, gen)
     loss.backward()
+
+
+def eager_one_forward_step(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, penalty: bool,
+                           gen: torch.Generator) -> None:
+    critic.zero_grad(set_to_none=True)
+    N = real.shape[0]
+    if not penalty:
+        scores = critic(torch.cat([real, fake]))
+        (scores[N:].mean() - scores[:N].mean()).backward()
+        return
+    x_hat = eager_interpolate(real, fake, gen)
+    scores = critic(torch.cat([real, fake, x_hat]))
+    (g,) = torch.autograd.grad(scores[2 * N:].sum(), x_hat, create_graph=True)
+    (scores[N:2 * N].mean() - scores[:N].mean() + eager_norm_penalty(g)).backward()
 
 
 def gancore_step(model: nn.Sequential, real: torch.Tensor, fake: torch.Tensor, penalty: bool,
@@ -110,14 +145,16 @@ def _contenders(quick: bool) -> dict[str, tuple[Callable, str, str]]:
             "eager cl": (eager_step, "eager", "channels_last"),
             "gancore cl": (gancore_step, "gancore", "channels_last"),
             "gancore ops": (gancore_step, "gancore ops", "nchw"),
+            "eager 1-fwd": (eager_one_forward_step, "eager", "nchw"),
             "gancore 1-fwd": (gancore_one_forward_step, "gancore", "nchw"),
+            "torch.compile": (eager_step, "compiled", "nchw"),
         })
     return contenders
 
 
 def _setup(kind: str, layout: str, shape, device) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     critic = pix2pix_critic()
-    model = critic if kind == "eager" else gancore_critic(critic, fuse_norms=kind == "gancore")
+    model = critic if kind in ("eager", "compiled") else gancore_critic(critic, fuse_norms=kind == "gancore")
     gen = torch.Generator().manual_seed(1)
     real, fake = (torch.randn(shape, generator=gen) for _ in range(2))
     model, real, fake = model.to(device), real.to(device), fake.to(device)
@@ -131,6 +168,7 @@ def _setup(kind: str, layout: str, shape, device) -> tuple[nn.Module, torch.Tens
 
 
 def run(ctx: BenchContext) -> Iterator[dict]:
+    yield from overhead(ctx)
     shape = QUICK_SHAPE if ctx.quick else SHAPE
     label = f"WGAN-GP critic step {tuple(shape)}"
     no_penalty_ms: dict[str, float] = {}
@@ -139,11 +177,16 @@ def run(ctx: BenchContext) -> Iterator[dict]:
         for name, (step, kind, layout) in _contenders(ctx.quick).items():
             model, real, fake = _setup(kind, layout, shape, ctx.device)
             gen = torch.Generator(device=ctx.device).manual_seed(2)
+            scorer = None
+            if kind == "compiled":  # fresh per case; the same shapes and grad mode: one graph
+                scorer = StrictCompile(model, f"{case}: {name}")
+                step = functools.partial(step, scorer=scorer)
             with record_backends() as ran:
                 step(model, real, fake, penalty, gen)
             timing = measure(functools.partial(step, model, real, fake, penalty, gen), device=ctx.device,
-                             repeats=ctx.repeats, warmup=1, max_seconds=ctx.max_seconds * 3)
-            notes = []
+                             repeats=ctx.repeats, warmup=1 if scorer is None else 2,
+                             max_seconds=ctx.max_seconds * 3)
+            notes = ["scores compiled (fullgraph, dynamic=False), penalty eager"] if scorer else []
             if ran:
                 notes.append("ops " + ", ".join(sorted({f"{op}:{impl}" for op, impl in ran})))
             if penalty and name in no_penalty_ms:
@@ -156,23 +199,34 @@ def run(ctx: BenchContext) -> Iterator[dict]:
                 held = end - sum(p.grad.numel() * p.grad.element_size() for p in model.parameters()
                                  if p.grad is not None) / 2**20  # what remains besides the new .grad
                 notes.append(f"tensor peak {peak:.0f} MB" + (f", {held:.0f} MB held until gc" if held >= 1 else ""))
+            if scorer is not None:
+                scorer.check()
             del model
             gc.collect()
             yield {"case": case, "contender": name, "peak_mb": peak, "note": "; ".join(notes), **timing}
-        if not ctx.quick:
-            yield from _compiled(ctx, case, shape, penalty)
 
 
-def _compiled(ctx: BenchContext, case: str, shape, penalty: bool) -> Iterator[dict]:
-    if penalty:
-        yield {"case": case, "contender": "torch.compile", "ms": None, "note": NO_DOUBLE_BACKWARD}
-        return
-    critic, real, fake = _setup("eager", "nchw", shape, ctx.device)
-    compiled = torch.compile(critic, dynamic=False)
-    gen = torch.Generator(device=ctx.device).manual_seed(2)
-    timing = measure(functools.partial(eager_step, compiled, real, fake, False, gen), device=ctx.device,
-                     repeats=ctx.repeats, warmup=2, max_seconds=ctx.max_seconds * 3)
-    yield {"case": case, "contender": "torch.compile", "note": "critic compiled (dynamic=False)", **timing}
+def overhead(ctx: BenchContext) -> Iterator[dict]:
+    """The penalty's ops at a tiny shape: interpolation (forward) and norm penalty (forward, forward+backward)."""
+    gen = torch.Generator().manual_seed(0)
+    real, fake, g = (torch.randn(OVERHEAD_TINY, generator=gen).to(ctx.device) for _ in range(3))
+    alpha = torch.rand(OVERHEAD_TINY[0], generator=gen).to(ctx.device)
+    gg = g.clone().requires_grad_(True)
+    a4 = alpha.view(-1, 1, 1, 1)
+    with record_backends() as ran:
+        gp_interpolate(real, fake, alpha)
+        gradient_norm_penalty(g, weight=WEIGHT)
+    note = "ops " + ", ".join(sorted({f"{op}:{impl}" for op, impl in ran}))
+    label = f"overhead tiny {OVERHEAD_TINY}"
+    with one_thread():
+        yield from compare(ctx, f"{label} interpolate fwd", no_grad(lambda: a4 * real + (1 - a4) * fake),
+                           no_grad(lambda: gp_interpolate(real, fake, alpha)), TINY_LIMIT, note)
+        yield from compare(ctx, f"{label} norm penalty fwd", no_grad(lambda: eager_norm_penalty(g)),
+                           no_grad(lambda: gradient_norm_penalty(g, weight=WEIGHT)), TINY_LIMIT, note)
+        yield from compare(ctx, f"{label} norm penalty fwd+bwd",
+                           lambda: torch.autograd.grad(eager_norm_penalty(gg), gg),
+                           lambda: torch.autograd.grad(gradient_norm_penalty(gg, weight=WEIGHT), gg), TINY_LIMIT,
+                           note)
 
 
 # ---- peak memory ----------------------------------------------------------------------------------------

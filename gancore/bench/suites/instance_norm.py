@@ -4,6 +4,12 @@ Every case is timed forward and forward+backward, with the floors of any out-of-
 in the same process: a copy into an existing tensor (`copy_`) and `clone()` (allocate + copy).
 Bytes moved are the op's compulsory traffic (forward: read x, write out; backward adds read grad,
 read x, write dx), the same for every contender, so GB/s compare directly with the floors.
+
+The `overhead` cases run on one thread with ReLU, gancore and eager interleaved: a tiny tensor,
+where the time is the per-call host cost (target: at most 1.25x eager's, forward and
+forward+backward), and the instance-norm shapes of the reference networks at their usual crop sizes
+(target: forward+backward at least as fast as eager). Their gancore rows carry the target and
+whether it was met.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from gancore.bench.compiled import StrictCompile
+from gancore.bench.overhead import TINY_LIMIT, compare, no_grad, one_thread
 from gancore.bench.timing import BenchContext
 from gancore.ops import instance_norm_act, record_backends
 
@@ -28,6 +36,15 @@ SHAPES = {
 QUICK_SHAPES = ("pix2pix",)
 SLOPE = 0.2
 
+OVERHEAD_TINY = (1, 8, 4, 4)  # target: gancore time / eager time <= TINY_LIMIT, forward and forward+backward
+NETWORK_SHAPES = {  # instance norms of the reference networks; target: fwd+bwd time / eager <= 1
+    "CycleGAN block, 96x96 crops": (2, 128, 24, 24),
+    "ResNet c7s1-64, 48x48 crops": (2, 64, 48, 48),
+    "ResNet-9 at 256: c7s1-64": (1, 64, 256, 256),
+    "ResNet-9 at 256: d128": (1, 128, 128, 128),
+    "ResNet-9 at 256: d256 / res blocks": (1, 256, 64, 64),
+}
+
 
 def eager(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(F.instance_norm(x), SLOPE)
@@ -42,10 +59,10 @@ def _fwd_bwd(fn, x: torch.Tensor, grad: torch.Tensor):
     return lambda: torch.autograd.grad(fn(x), x, grad)
 
 
-def _contenders(device: torch.device, dtype: torch.dtype) -> dict:
+def _contenders(dtype: torch.dtype, label: str) -> dict:
     contenders = {"eager": eager, "gancore": fused}
     if dtype == torch.float32:  # torch.compile of bf16 instance norm is not what GAN users run on a CPU
-        contenders["torch.compile"] = torch.compile(eager, dynamic=False)
+        contenders["torch.compile"] = StrictCompile(eager, label)  # its own, fresh per case
     return contenders
 
 
@@ -56,13 +73,44 @@ def _plan(ctx: BenchContext) -> list[tuple[str, torch.dtype, str]]:
 
 
 def count(ctx: BenchContext) -> int:
-    # two floors, then forward and forward+backward for each contender
-    return sum(2 + 2 * len(_contenders(ctx.device, dtype)) for _, dtype, _ in _plan(ctx))
+    # two floors, then forward and forward+backward for each contender; overhead: 2 contenders per row
+    per_case = sum(2 + 2 * (3 if dtype == torch.float32 else 2) for _, dtype, _ in _plan(ctx))
+    return per_case + 2 * (2 + len(NETWORK_SHAPES))
 
 
 def run(ctx: BenchContext) -> Iterator[dict]:
+    yield from overhead(ctx)
     for name, dtype, layout in _plan(ctx):
         yield from _case(ctx, name, SHAPES[name], dtype, layout)
+
+
+def overhead(ctx: BenchContext) -> Iterator[dict]:
+    with one_thread():
+        yield from _overhead_case(ctx, "overhead tiny", OVERHEAD_TINY, ("fwd", "fwd+bwd"), TINY_LIMIT)
+        for name, shape in NETWORK_SHAPES.items():
+            yield from _overhead_case(ctx, f"overhead {name}", shape, ("fwd+bwd",), 1.0)
+
+
+def _overhead_case(ctx: BenchContext, name: str, shape, kinds: tuple[str, ...], limit: float) -> Iterator[dict]:
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(ctx.device)
+    xg = x.clone().requires_grad_(True)
+    grad = torch.randn_like(x)
+
+    def eager_relu(t):
+        return F.relu(F.instance_norm(t))
+
+    def fused_relu(t):
+        return instance_norm_act(t, activation="relu")
+
+    with record_backends() as ran:
+        fused_relu(x)
+    note = f"backend {ran[0][1] if ran else 'none'}; relu"
+    for kind in kinds:
+        if kind == "fwd":
+            fns = [no_grad(lambda fn=fn: fn(x)) for fn in (eager_relu, fused_relu)]
+        else:
+            fns = [_fwd_bwd(fn, xg, grad) for fn in (eager_relu, fused_relu)]
+        yield from compare(ctx, f"{name} {tuple(shape)} {kind}", *fns, limit, note)
 
 
 def _case(ctx: BenchContext, name: str, shape, dtype: torch.dtype, layout: str) -> Iterator[dict]:
@@ -85,10 +133,13 @@ def _case(ctx: BenchContext, name: str, shape, dtype: torch.dtype, layout: str) 
         yield {"case": f"{label} fwd", "contender": contender, "bytes": 2 * nbytes, **ctx.time(fn)}
 
     xg = x.detach().clone().requires_grad_(True)
-    for contender, fn in _contenders(ctx.device, dtype).items():
+    contenders = _contenders(dtype, label)
+    for contender, fn in contenders.items():
         note = f"backend {backend}" if contender == "gancore" else ""
         with torch.no_grad():
             yield {"case": f"{label} fwd", "contender": contender, "bytes": 2 * nbytes, "note": note,
                    **ctx.time(lambda fn=fn: fn(x))}
         yield {"case": f"{label} fwd+bwd", "contender": contender, "bytes": 5 * nbytes, "note": note,
                **ctx.time(_fwd_bwd(fn, xg, grad))}
+    if "torch.compile" in contenders:
+        contenders["torch.compile"].check()
