@@ -36,11 +36,15 @@ def instance_norm_act(
     negative_slope: float = 0.2,
     residual: torch.Tensor | None = None,
     impl: str = "auto",
-) -> torch.Tensor:
+    return_stats: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """act(instance_norm(x) * weight + bias) + residual over the spatial dims of (N, C, *spatial).
 
     Statistics are biased (like nn.InstanceNorm) and accumulated in float32 (float64 for float64
     inputs). Contiguous and channels-last inputs run without copies; other strides are copied once.
+    With return_stats=True, returns (out, mean, rstd): the (N, C) per-instance statistics in the
+    accumulation dtype, rstd = 1 / sqrt(biased_var + eps), detached (e.g. to update running
+    buffers without a second pass over x).
     """
     slope = _validate(x, weight, bias, residual, eps, activation, negative_slope)
     backend = _dispatch.choose(OP, impl, x.device)
@@ -50,7 +54,9 @@ def instance_norm_act(
     acc = _acc_dtype(x.dtype)
     w = weight.to(acc).contiguous() if weight is not None else None
     b = bias.to(acc).contiguous() if bias is not None else None
-    out, _, _ = torch.ops.gancore.instance_norm_act_fwd(x, w, b, residual, float(eps), slope, backend)
+    out, mean, rstd = torch.ops.gancore.instance_norm_act_fwd(x, w, b, residual, float(eps), slope, backend)
+    if return_stats:
+        return out, mean.detach(), rstd.detach()
     return out
 
 

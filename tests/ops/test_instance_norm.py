@@ -198,3 +198,24 @@ def test_large_float32_takes_the_streaming_store_path(impl, layout):
     expected_dx = torch.autograd.grad(expected, leaves64[0], grad.double())[0]
     assert_close(out, expected, torch.float32, scale=2.0)
     assert_close(dx, expected_dx, torch.float32, scale=2.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_return_stats_gives_the_biased_instance_statistics(impl, dtype, layout):
+    x, w, b, _ = _inputs((2, 5, 6, 7), dtype, layout, offset=3.0)
+    x.requires_grad_(True)
+    eps = 1e-3
+    with record_backends() as ran:
+        out, mean, rstd = instance_norm_act(x, w, b, eps=eps, return_stats=True, impl=impl)
+    assert ran == [("instance_norm_act", impl)]
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    assert mean.shape == rstd.shape == (2, 5) and mean.dtype == rstd.dtype == acc
+    assert not mean.requires_grad and not rstd.requires_grad and out.requires_grad
+    x64 = x.detach().double()
+    want_mean = x64.mean((2, 3))
+    want_rstd = (x64.var((2, 3), unbiased=False) + eps).rsqrt()
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert torch.allclose(mean.double(), want_mean, rtol=tol, atol=tol)
+    assert torch.allclose(rstd.double(), want_rstd, rtol=tol, atol=tol)
+    assert torch.equal(out, instance_norm_act(x, w, b, eps=eps, impl=impl))
