@@ -13,6 +13,8 @@ reference formulas through torch.autograd.grad (gancore.ops._vjp), differentiabl
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from gancore import _ext
@@ -97,9 +99,18 @@ def _validate(x, weight, bias, residual, eps, activation, negative_slope) -> flo
             raise ValueError(f"instance_norm_act: residual is on {residual.device} but x is on {x.device}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"instance_norm_act: activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if not eps > 0:
-        raise ValueError(f"instance_norm_act: eps must be positive, got {eps}")
-    return {"leaky_relu": float(negative_slope), "relu": 0.0, "identity": 1.0}[activation]
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"instance_norm_act: eps must be a number, got {type(eps).__name__} {eps!r}")
+    if not eps > 0 or eps == math.inf:
+        raise ValueError(f"instance_norm_act: eps must be positive and finite, got {eps}")
+    if activation != "leaky_relu":
+        return 0.0 if activation == "relu" else 1.0
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
+        raise TypeError(f"instance_norm_act: negative_slope must be a number, got {type(negative_slope).__name__} "
+                        f"{negative_slope!r}")
+    if not math.isfinite(negative_slope):
+        raise ValueError(f"instance_norm_act: negative_slope must be finite, got {negative_slope}")
+    return float(negative_slope)
 
 
 def _as_param(t: torch.Tensor | None, acc: torch.dtype) -> torch.Tensor | None:

@@ -91,6 +91,62 @@ def test_interpolate_fake_in_another_layout():
     torch.testing.assert_close(out, alpha.view(2, 1, 1, 1) * real + (1 - alpha.view(2, 1, 1, 1)) * fake)
 
 
+def test_interpolate_backward_when_only_alpha_needs_grad(impl):
+    real, fake = _batch((3, 2, 4, 4)), _batch((3, 2, 4, 4), seed=1)
+    alpha = torch.tensor([0.1, 0.5, 0.9], requires_grad=True)
+    grad = _batch((3, 2, 4, 4), seed=2)
+    with record_backends() as ran:
+        (dalpha,) = torch.autograd.grad(gp_interpolate(real, fake, alpha, impl=impl), alpha, grad)
+    assert {backend for _, backend in ran} == {impl} and len(ran) == 2
+    torch.testing.assert_close(dalpha, (grad * (real - fake)).flatten(1).sum(1))
+    # the registered op's backward, too (it returned one empty tensor for both absent gradients)
+    out = torch.ops.gancore.gp_interpolate_fwd(real, fake, alpha, impl)
+    (dalpha_op,) = torch.autograd.grad(out, alpha, grad)
+    torch.testing.assert_close(dalpha_op, dalpha)
+
+
+@pytest.mark.parametrize("make_alpha", [lambda n: torch.tensor(0.3).expand(n),
+                                        lambda n: torch.rand(2 * n, generator=torch.Generator().manual_seed(3))[::2],
+                                        lambda n: torch.rand(n, 2, generator=torch.Generator().manual_seed(4))[:, :1]],
+                         ids=["expanded", "strided", "column"])
+def test_interpolate_takes_strided_alpha(impl, make_alpha):
+    real, fake = _batch((4, 3, 5, 5)), _batch((4, 3, 5, 5), seed=1)
+    alpha = make_alpha(4)
+    with record_backends() as ran:
+        out = gp_interpolate(real, fake, alpha, impl=impl)
+    assert ran == [("gp_interpolate", impl)]
+    a = alpha.reshape(4, 1, 1, 1)
+    torch.testing.assert_close(out, a * real + (1 - a) * fake)
+
+
+def test_given_alpha_weights_the_real_sample(impl):
+    """The one convention (docs/ops.md): x = alpha * real + (1 - alpha) * fake."""
+    seen = []
+
+    def critic(x):
+        seen.append(x.detach().clone())
+        return x.flatten(1).sum(1)
+
+    real, fake = torch.zeros(3, 2), torch.ones(3, 2)
+    with record_backends() as ran:
+        gradient_penalty(critic, real, fake, alpha=torch.tensor([0.0, 0.25, 1.0]), impl=impl)
+    assert {backend for _, backend in ran} == {impl}
+    assert torch.equal(seen[0], torch.tensor([[1.0, 1.0], [0.75, 0.75], [0.0, 0.0]]))
+
+
+def test_penalty_of_a_linear_critic_is_exact_and_trains_only_the_critic(impl):
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0, 0.0, 0.0]))  # |w| = 5: the input gradient everywhere
+    real = torch.randn(6, 1, 2, 2, requires_grad=True)
+    fake = torch.randn(6, 1, 2, 2, requires_grad=True)
+    with record_backends() as ran:
+        penalty = gradient_penalty(lambda x: x.flatten(1) @ w, real, fake, weight=10.0, impl=impl)
+        penalty.backward()
+    assert {backend for _, backend in ran} == {impl}
+    torch.testing.assert_close(penalty, torch.tensor(10.0 * (5 - 1) ** 2))
+    torch.testing.assert_close(w.grad, 20 * 4 * w.detach() / 5)  # d/dw 10 (|w| - 1)^2
+    assert real.grad is None and fake.grad is None
+
+
 @pytest.mark.parametrize("impl_name", ["cpu", "ref"])
 def test_interpolate_gradcheck_and_gradgradcheck(impl_name):
     inputs = tuple(_batch((2, 3, 4, 5), torch.float64, seed=s).requires_grad_(True) for s in range(2))
@@ -353,6 +409,10 @@ def _constant_critic():
     (lambda c: gp_interpolate(torch.randn(2, 3), torch.randn(2, 3), torch.tensor([0, 1])), TypeError,
      "alpha must be floating point"),
     (lambda c: gradient_norm_penalty(torch.randn(2, 3), kind="r3"), ValueError, "kind must be one of"),
+    (lambda c: gradient_penalty(c, torch.randn(2, 3, 4, 4), kind="r1", alpha=torch.rand(2)), ValueError,
+     "alpha applies to interpolating kinds"),
+    (lambda c: gradient_penalty(c, torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4), alpha=torch.rand(3)),
+     ValueError, r"alpha must hold one value per sample \(2,\)"),
     (lambda c: gradient_norm_penalty(torch.randn(2, 3), inv_scale=0.0), ValueError, "inv_scale must be positive"),
     (lambda c: gradient_norm_penalty(torch.ones(2, 3, dtype=torch.int32)), TypeError, "floating-point"),
 ])

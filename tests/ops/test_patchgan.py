@@ -216,6 +216,10 @@ H, W, B = torch.randn(2, 8, 10, 10), torch.randn(1, 8, 4, 4), torch.randn(1)
     ((H, W, B, 1.0), {"loss": "mse"}, ValueError, "loss must be one of"),
     ((H, W, B, 1.0), {"reduction": "max"}, ValueError, "reduction must be one of"),
     ((H, W, B, 0.9), {"loss": "hinge"}, ValueError, "takes target 1 \\(real\\) or 0 \\(fake\\), got 0.9"),
+    ((H, W, B, torch.tensor(0.5)), {"loss": "hinge"}, ValueError, "takes targets 1 .* tensor holding 0.5"),
+    ((H, W, B, torch.tensor([[[[1.0]]], [[[2.0]]]])), {"loss": "wgan"}, ValueError, "tensor holding 2.0"),
+    ((H, torch.randn(1, 8, 0, 0), B, 1.0), {}, ValueError, "kernel must be at least 1x1, got 0x0"),
+    ((torch.randn(2, 8, 10, 0), W, B, 1.0), {"padding": 2}, ValueError, "non-empty plane, got \\(2, 8, 10, 0\\)"),
     ((H, W, B, torch.ones(3, 1, 1, 1)), {}, ValueError, r"target of shape \(3, 1, 1, 1\) does not broadcast"),
     ((H, W, B, "real"), {}, TypeError, "target must be a float or a tensor"),
     ((H, W, B, 1.0), {"stride": 0}, ValueError, "stride must be an int >= 1"),
@@ -274,3 +278,14 @@ def test_double_backward_leaves_no_reference_cycle():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("loss", ["hinge", "wgan"])
+def test_tensor_targets_of_zero_and_one_equal_float_targets(impl, loss):
+    per_sample = torch.tensor([1.0, 0.0]).view(2, 1, 1, 1)
+    with record_backends() as ran:
+        mixed = patchgan_loss(H, W, B, per_sample, loss=loss, reduction="none", impl=impl)
+        real = patchgan_loss(H, W, B, 1.0, loss=loss, reduction="none", impl=impl)
+        fake = patchgan_loss(H, W, B, torch.tensor(0.0), loss=loss, reduction="none", impl=impl)
+    assert {backend for _, backend in ran} == {impl}
+    torch.testing.assert_close(mixed, torch.cat([real[:1], fake[1:]]))
