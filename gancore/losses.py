@@ -1,4 +1,4 @@
-"""Standard GAN losses and the WGAN-GP gradient penalty.
+"""Standard GAN losses (the gradient penalties are fused ops: gancore.ops.gradient_penalty).
 
 Discriminator losses take the raw scores on real and fake samples; generator losses the scores on
 fakes. All reduce to a float32 mean, whatever precision the scores were computed in, so a bf16 or
@@ -7,9 +7,7 @@ fp16 forward pass does not round the loss itself.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -67,54 +65,3 @@ def adversarial_losses(kind: str) -> tuple[LossFn, LossFn]:
         return ADVERSARIAL_LOSSES[kind]
     except KeyError:
         raise ValueError(f"loss must be one of {sorted(ADVERSARIAL_LOSSES)}, got {kind!r}") from None
-
-
-# The loss scale of an fp16 GradScaler while a phase runs. The inner gradient of a penalty is then
-# taken on scaled outputs (so small fp16 gradients do not flush to zero) and unscaled in float32,
-# as the PyTorch AMP recipe for gradient penalties does. The trainer sets it; callers need not.
-_penalty_grad_scale: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "gancore_penalty_grad_scale", default=None)
-
-
-@contextlib.contextmanager
-def penalty_grad_scale(scale: float | None) -> Iterator[None]:
-    """Within this block, gradient penalties scale their inner gradient by `scale` (None: no scaling)."""
-    token = _penalty_grad_scale.set(scale)
-    try:
-        yield
-    finally:
-        _penalty_grad_scale.reset(token)
-
-
-def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                     *, weight: float = 10.0, center: float = 1.0,
-                     alpha: torch.Tensor | None = None) -> torch.Tensor:
-    """weight * E[(||grad_x critic(x)|| - center)^2] at x on random lines between real and fake samples.
-
-    Gulrajani et al. (2017) with center=1; center=0 gives the zero-centred variant. `alpha` (one
-    mixing weight per sample, in [0, 1]) is drawn uniformly when None; the trainer passes its own
-    so that N processes draw what one process with the same global batch would. The result is
-    differentiable with respect to the critic's parameters (double backward).
-    """
-    if real.shape != fake.shape:
-        raise ValueError(f"real and fake must have the same shape, got {tuple(real.shape)} and "
-                         f"{tuple(fake.shape)}")
-    n = real.shape[0]
-    if alpha is None:
-        alpha = torch.rand(n, device=real.device)
-    if alpha.numel() != n:
-        raise ValueError(f"alpha must hold one weight per sample ({n}), got shape {tuple(alpha.shape)}")
-    real = real.detach()
-    fake = fake.detach().to(real.dtype)
-    alpha = alpha.reshape((n,) + (1,) * (real.dim() - 1)).to(real.dtype)
-    mixed = torch.lerp(real, fake, alpha).requires_grad_(True)
-    scores = critic(mixed)
-    scale = _penalty_grad_scale.get()
-    grad_out = torch.ones_like(scores) if scale is None else torch.full_like(scores, scale)
-    (grad,) = torch.autograd.grad(scores, mixed, grad_outputs=grad_out, create_graph=True)
-    grad = grad.float().flatten(1)
-    if scale is not None:
-        grad = grad / scale
-    # The small constant keeps the square root differentiable where a gradient is exactly zero.
-    norm = (grad.square().sum(dim=1) + 1e-12).sqrt()
-    return weight * (norm - center).square().mean()

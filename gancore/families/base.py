@@ -74,6 +74,8 @@ class PhaseContext:
     distributed), the others frozen (no parameter gradients). `randn`/`rand` draw per-sample
     tensors for this micro-batch such that N processes draw exactly what one process with the
     same global batch would, which keeps multi-process runs equal to single-process ones.
+    `scaler` is the trainer's GradScaler while fp16 loss scaling is on (else None): pass it to
+    gancore.ops.gradient_penalty(scaler=) so the inner gradient does not underflow.
     """
 
     nets: Mapping[str, nn.Module]
@@ -81,6 +83,7 @@ class PhaseContext:
     step: int
     batch_size: int
     _draw: Callable[[str, tuple[int, ...]], torch.Tensor]
+    scaler: torch.amp.GradScaler | None = None
 
     def randn(self, *shape: int) -> torch.Tensor:
         """Standard normal, shape (batch_size, *shape)."""

@@ -26,9 +26,10 @@ from gancore.families.base import (
     check_positive,
 )
 from gancore.families.dcgan import check_image_spec
-from gancore.losses import d_wasserstein, g_wasserstein, gradient_penalty
+from gancore.losses import d_wasserstein, g_wasserstein
 from gancore.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from gancore.models.mlp import MLPCritic, MLPGenerator
+from gancore.ops import gradient_penalty
 
 
 @dataclass
@@ -97,7 +98,9 @@ class WGANGP(Family):
         fake = ctx.nets["G"](ctx.randn(self.config.latent_dim)).detach()
         scores = critic(torch.cat([real, fake.to(real.dtype)]))  # no batch norm: one call for both
         real_score, fake_score = scores.split([real.shape[0], fake.shape[0]])
-        penalty = gradient_penalty(critic, real, fake, weight=self.config.gp_weight, alpha=ctx.rand())
+        # alpha weights the real sample (gancore.ops convention, docs/ops.md); drawn per sample by ctx
+        penalty = gradient_penalty(critic, real, fake.to(real.dtype), weight=self.config.gp_weight,
+                                   alpha=ctx.rand(), scaler=ctx.scaler)
         wasserstein = -d_wasserstein(real_score, fake_score)
         return {"loss": penalty - wasserstein, "wdist": wasserstein.detach(), "gp": penalty.detach()}
 

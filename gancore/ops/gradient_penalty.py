@@ -68,7 +68,9 @@ def gp_interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor |
     backend = _dispatch.choose(INTERPOLATE, impl, real.device)
     real = _dense(real)
     fake = _like(fake, real)
-    out = torch.ops.gancore.gp_interpolate_fwd(real, fake, alpha.reshape(N).to(acc), backend)
+    alpha = alpha.reshape(N).to(acc).contiguous()  # expanded or strided alphas are fine: N values
+    args = (real, fake, alpha, backend)
+    out = _dispatch.call(torch.ops.gancore.gp_interpolate_fwd, _Interpolate, _interpolate_impl, args, args[:3])
     return out if out.requires_grad else out.requires_grad_()
 
 
@@ -95,8 +97,9 @@ def gradient_norm_penalty(grad: torch.Tensor, *, kind: str = "wgan-gp", weight: 
     if mode == SQUARED_NORM:
         weight = weight / 2
     backend = _dispatch.choose(PENALTY, impl, grad.device)
-    penalty, _ = torch.ops.gancore.gradient_norm_penalty_fwd(_dense(grad), mode, float(center), float(weight),
-                                                             float(inv_scale), backend)
+    grad = _dense(grad)
+    args = (grad, mode, float(center), float(weight), float(inv_scale), backend)
+    penalty, _ = _dispatch.call(torch.ops.gancore.gradient_norm_penalty_fwd, _Penalty, _penalty_impl, args, args[:1])
     return penalty
 
 
@@ -109,6 +112,7 @@ def gradient_penalty(
     weight: float = 10.0,
     center: float = 1.0,
     labels: Any = None,
+    alpha: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     scaler: torch.amp.GradScaler | None = None,
     impl: str = "auto",
@@ -122,6 +126,9 @@ def gradient_penalty(
 
     labels: passed to conditional critics, critic(x, labels); a tuple is unpacked, critic(x, *labels).
     The critic's output may be a score per sample or a patch map: its sum is differentiated.
+    alpha: the per-sample mixing weights of wgan-gp and dragan, x = alpha*real + (1-alpha)*fake (see
+    gp_interpolate); when None, drawn uniform in [0, 1) from `generator`. A distributed trainer
+    passes its own so that N processes draw what one process with the global batch would.
     generator: draws alpha (and DRAGAN's noise). scaler: a GradScaler in use; the gradient is
     taken of the scaled output (so fp16 intermediates do not underflow) and unscaled before the norm.
     real and fake are detached: the penalty trains the critic only. Call it inside the same autocast
@@ -136,12 +143,14 @@ def gradient_penalty(
         if fake is None:
             raise ValueError(f"gradient_penalty: kind {kind!r} needs fake samples")
         _check_pair("gradient_penalty", real, fake)
+    if alpha is not None and kind in ("r1", "r2"):
+        raise ValueError(f"gradient_penalty: alpha applies to interpolating kinds (wgan-gp, dragan), not {kind!r}")
     real = real.detach()
     if kind in ("wgan-gp", "wgan-gp-one-sided"):
-        x = gp_interpolate(real, fake.detach(), generator=generator, impl=impl)
+        x = gp_interpolate(real, fake.detach(), alpha, generator=generator, impl=impl)
     elif kind == "dragan":
         noise = torch.rand(real.shape, generator=generator, device=real.device, dtype=real.dtype)
-        x = gp_interpolate(real, real + 0.5 * real.std() * noise, generator=generator, impl=impl)
+        x = gp_interpolate(real, real + 0.5 * real.std() * noise, alpha, generator=generator, impl=impl)
     else:
         x = (real if kind == "r1" else fake.detach()).clone().requires_grad_(True)
 
@@ -279,8 +288,8 @@ def _interpolate_backward_impl(grad, real, fake, alpha, need_real, need_fake, ne
     else:
         raise ValueError(f"unknown backend {impl!r}")
     _dispatch.note_ran(INTERPOLATE, impl)
-    empty = real.new_empty(0)
-    return (dreal if need_real else empty, dfake if need_fake else empty,
+    # one fresh empty tensor per absent gradient: a custom op's outputs may not alias each other
+    return (dreal if need_real else real.new_empty(0), dfake if need_fake else real.new_empty(0),
             dalpha if need_alpha else alpha.new_empty(0))
 
 
@@ -299,7 +308,7 @@ def _penalty_impl(g, mode, center, weight, inv_scale, impl):
     return penalty, coef
 
 
-def _penalty_backward_impl(grad, g, coef, impl):
+def _penalty_backward_impl(grad, g, coef, mode, center, weight, inv_scale, impl):
     if impl == "ref":
         scale = grad.to(coef.dtype) * coef
         dg = torch.empty_like(g).copy_(g.to(coef.dtype) * scale.view(_per_sample(g)))
@@ -334,15 +343,31 @@ def _interpolate_setup_context(ctx, inputs, output):
     ctx.impl = impl
 
 
-def _interpolate_backward(ctx, grad):
+def _interpolate_backward(ctx, grad, eager: bool = False):
     real, fake, alpha = ctx.saved_tensors
     need_real, need_fake, need_alpha = ctx.needs_input_grad[:3]
-    dreal, dfake, dalpha = torch.ops.gancore.gp_interpolate_bwd(grad, real, fake, alpha, need_real, need_fake,
-                                                                need_alpha, ctx.impl)
+    args = (grad, real, fake, alpha, need_real, need_fake, need_alpha, ctx.impl)
+    op = torch.ops.gancore.gp_interpolate_bwd
+    dreal, dfake, dalpha = _dispatch.call(op, _InterpolateBackward, _interpolate_backward_impl, args,
+                                          args[:4]) if eager else op(*args)
     return (dreal if need_real else None, dfake if need_fake else None, dalpha if need_alpha else None, None)
 
 
 _interpolate_op.register_autograd(_interpolate_backward, setup_context=_interpolate_setup_context)
+
+
+class _Interpolate(torch.autograd.Function):
+    """The eager twin of gancore::gp_interpolate_fwd (same kernels, less host work per call)."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _interpolate_impl(*inputs)
+        _interpolate_setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _interpolate_backward(ctx, grad, eager=True)
 
 
 @torch.library.custom_op("gancore::gp_interpolate_bwd", mutates_args=())
@@ -376,6 +401,18 @@ def _interpolate_bwd_backward(ctx, gg_real, gg_fake, gg_alpha):
 _interpolate_bwd_op.register_autograd(_interpolate_bwd_backward, setup_context=_interpolate_bwd_setup_context)
 
 
+class _InterpolateBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _interpolate_backward_impl(*inputs)
+        _interpolate_bwd_setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _interpolate_bwd_backward(ctx, *grads)
+
+
 @torch.library.custom_op("gancore::gradient_norm_penalty_fwd", mutates_args=())
 def _penalty_op(g: torch.Tensor, mode: int, center: float, weight: float, inv_scale: float, impl: str
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -394,19 +431,39 @@ def _penalty_setup_context(ctx, inputs, output):
     ctx.args = (mode, center, weight, inv_scale, impl)
 
 
-def _penalty_backward(ctx, grad, _grad_coef):
+def _penalty_backward(ctx, grad, _grad_coef, eager: bool = False):
     g, coef = ctx.saved_tensors
-    dg = torch.ops.gancore.gradient_norm_penalty_bwd(grad, g, coef, *ctx.args)
+    args = (grad, g, coef, *ctx.args)
+    op = torch.ops.gancore.gradient_norm_penalty_bwd
+    dg = _dispatch.call(op, _PenaltyBackward, _penalty_backward_impl, args, args[:2]) if eager else op(*args)
     return dg, None, None, None, None, None
 
 
 _penalty_op.register_autograd(_penalty_backward, setup_context=_penalty_setup_context)
 
 
+class _Penalty(torch.autograd.Function):
+    """The eager twin of gancore::gradient_norm_penalty_fwd."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _penalty_impl(*inputs)
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zero tensor for coef's (absent) gradient
+        _penalty_setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad, _grad_coef):
+        if grad is None:
+            return (None,) * 6
+        return _penalty_backward(ctx, grad, None, eager=True)
+
+
 @torch.library.custom_op("gancore::gradient_norm_penalty_bwd", mutates_args=())
 def _penalty_bwd_op(grad: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, mode: int, center: float,
                     weight: float, inv_scale: float, impl: str) -> torch.Tensor:
-    return _penalty_backward_impl(grad, g, coef, impl)
+    return _penalty_backward_impl(grad, g, coef, mode, center, weight, inv_scale, impl)
 
 
 @_penalty_bwd_op.register_fake
@@ -428,3 +485,15 @@ def _penalty_bwd_backward(ctx, gg):
 
 
 _penalty_bwd_op.register_autograd(_penalty_bwd_backward, setup_context=_penalty_bwd_setup_context)
+
+
+class _PenaltyBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _penalty_backward_impl(*inputs)
+        _penalty_bwd_setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, gg):
+        return _penalty_bwd_backward(ctx, gg)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from gancore import _ext
 from gancore.ops import _dispatch
 from gancore.ops._vjp import vjp
-from gancore.ops.instance_norm import _acc_dtype
+from gancore.ops.instance_norm import _acc_dtype, _as_param
 
 OP = "patchgan_loss"
 _dispatch.register_op(OP, cpu="patchgan_loss_forward_cpu", cuda="patchgan_loss_forward_cuda", triton="patchgan")
@@ -71,9 +71,10 @@ def patchgan_loss(
     backend = _dispatch.choose(OP, impl, h.device)
     if not (h.is_contiguous() or h.is_contiguous(memory_format=torch.channels_last)):
         h = h.contiguous()
-    w = weight.to(acc).contiguous()
+    w = _as_param(weight, acc)
     b = bias.to(acc).reshape(1) if bias is not None else None
-    out, _ = torch.ops.gancore.patchgan_loss_fwd(h, w, b, t, kind, stride, padding, red, backend)
+    args = (h, w, b, t, kind, stride, padding, red, backend)
+    out, _ = _dispatch.call(torch.ops.gancore.patchgan_loss_fwd, _PatchGANLoss, _forward_impl, args, args[:3])
     return out.view(N, 1, OH, OW) if reduction == "none" else out
 
 
@@ -101,8 +102,9 @@ def _validate(h, weight, bias, loss, stride, padding, reduction) -> tuple[int, i
     if not h.is_floating_point():
         raise TypeError(f"patchgan_loss: h must be a floating-point tensor, got {h.dtype}")
     N, C, H, W = h.shape
-    if N == 0 or C == 0:
-        raise ValueError(f"patchgan_loss: h needs at least one sample and one channel, got {tuple(h.shape)}")
+    if N == 0 or C == 0 or H == 0 or W == 0:
+        raise ValueError(f"patchgan_loss: h needs at least one sample, one channel and a non-empty plane, "
+                         f"got {tuple(h.shape)}")
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or weight.shape[1] != C or weight.shape[0] != 1:
         got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         extra = (" (PatchGAN scoring has one output channel)"
@@ -129,6 +131,8 @@ def _validate(h, weight, bias, loss, stride, padding, reduction) -> tuple[int, i
         raise ValueError(f"patchgan_loss: stride must be an int >= 1 and padding an int >= 0, "
                          f"got stride={stride!r}, padding={padding!r}")
     KH, KW = weight.shape[2:]
+    if KH == 0 or KW == 0:
+        raise ValueError(f"patchgan_loss: weight's kernel must be at least 1x1, got {KH}x{KW}")
     if H + 2 * padding < KH or W + 2 * padding < KW:
         raise ValueError(f"patchgan_loss: h {tuple(h.shape)} with padding {padding} is smaller than the "
                          f"{KH}x{KW} kernel")
@@ -144,11 +148,15 @@ def _target_map(target: Target, loss: str, shape: tuple[int, int, int, int], acc
         if target.is_complex():
             raise TypeError(f"patchgan_loss: target must be real, got {target.dtype}")
         t = target.detach().to(acc)
+        if loss in ("hinge", "wgan") and not ((t == 0) | (t == 1)).all():
+            bad = t[(t != 0) & (t != 1)].flatten()[0].item()
+            raise ValueError(f"patchgan_loss: loss {loss!r} takes targets 1 (real) or 0 (fake), got a target "
+                             f"tensor holding {bad}")
     elif isinstance(target, (bool, int, float)):
         value = float(target)
         if loss in ("hinge", "wgan") and value not in (0.0, 1.0):
             raise ValueError(f"patchgan_loss: loss {loss!r} takes target 1 (real) or 0 (fake), got {target}")
-        t = torch.tensor(value, dtype=acc, device=device)
+        t = _constant(value, acc, device)
     else:
         raise TypeError(f"patchgan_loss: target must be a float or a tensor, got {type(target).__name__}")
     try:
@@ -156,6 +164,20 @@ def _target_map(target: Target, loss: str, shape: tuple[int, int, int, int], acc
     except RuntimeError:
         raise ValueError(f"patchgan_loss: target of shape {tuple(t.shape)} does not broadcast to the logits "
                          f"{shape}") from None
+
+
+_constants: dict[tuple[float, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _constant(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A 0-dim target, made once per (value, dtype, device): building it cost more than a small kernel."""
+    key = (value, dtype, device)
+    t = _constants.get(key)
+    if t is None:
+        if len(_constants) >= 64:  # e.g. a label-smoothing value drawn per step
+            _constants.clear()
+        t = _constants[key] = torch.tensor(value, dtype=dtype, device=device)
+    return t
 
 
 # ---- reference formulas (the oracle, and the source of the double backward) -----------------------
@@ -276,10 +298,11 @@ def _fwd_setup_context(ctx, inputs, output):
     ctx.args = (kind, stride, padding, reduction, impl)
 
 
-def _fwd_backward(ctx, grad_loss, _grad_dldz):
+def _fwd_backward(ctx, grad_loss, _grad_dldz, eager: bool = False):
     h, weight, bias, target, dldz = ctx.saved_tensors
-    dh, dw, db = torch.ops.gancore.patchgan_loss_bwd(grad_loss, h, weight, bias, target, dldz, *ctx.args,
-                                                     ctx.needs_input_grad[0])
+    args = (grad_loss, h, weight, bias, target, dldz, *ctx.args, ctx.needs_input_grad[0])
+    op = torch.ops.gancore.patchgan_loss_bwd
+    dh, dw, db = _dispatch.call(op, _PatchGANLossBackward, _bwd_kernels, args, args[:4]) if eager else op(*args)
     return (dh if ctx.needs_input_grad[0] else None, dw, db if bias is not None else None,
             None, None, None, None, None, None)
 
@@ -287,12 +310,34 @@ def _fwd_backward(ctx, grad_loss, _grad_dldz):
 _fwd_op.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
 
 
+class _PatchGANLoss(torch.autograd.Function):
+    """The eager twin of gancore::patchgan_loss_fwd (same kernels, less host work per call)."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _forward_impl(*inputs)
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zero tensor for dldz's (absent) gradient
+        _fwd_setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_dldz):
+        if grad_loss is None:
+            return (None,) * 9
+        return _fwd_backward(ctx, grad_loss, None, eager=True)
+
+
+def _bwd_kernels(grad, h, weight, bias, target, dldz, kind, stride, padding, reduction, impl, need_input):
+    dz = (dldz * grad.to(dldz.dtype).reshape(grad.shape if grad.dim() == 0 else dldz.shape)).contiguous()
+    return _backward_impl(dz, h, weight, bias, stride, padding, need_input, impl)
+
+
 @torch.library.custom_op("gancore::patchgan_loss_bwd", mutates_args=())
 def _bwd_op(grad: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
             target: torch.Tensor, dldz: torch.Tensor, kind: int, stride: int, padding: int, reduction: int,
             impl: str, need_input: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    dz = (dldz * grad.to(dldz.dtype).reshape(grad.shape if grad.dim() == 0 else dldz.shape)).contiguous()
-    return _backward_impl(dz, h, weight, bias, stride, padding, need_input, impl)
+    return _bwd_kernels(grad, h, weight, bias, target, dldz, kind, stride, padding, reduction, impl, need_input)
 
 
 @_bwd_op.register_fake
@@ -324,3 +369,16 @@ def _bwd_backward(ctx, gg_h, gg_weight, gg_bias):
 
 
 _bwd_op.register_autograd(_bwd_backward, setup_context=_bwd_setup_context)
+
+
+
+class _PatchGANLossBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _bwd_kernels(*inputs)
+        _bwd_setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _bwd_backward(ctx, *grads)

@@ -79,6 +79,10 @@ def test_backends_report_covers_every_op_and_device():
     ((torch.randn(2, 3, 4, 4),), {"residual": torch.randn(2, 3, 4, 4).double()}, TypeError, "residual dtype"),
     ((torch.randn(2, 3, 4, 4),), {"activation": "tanh"}, ValueError, "activation must be one of"),
     ((torch.randn(2, 3, 4, 4),), {"eps": 0.0}, ValueError, "eps must be positive"),
+    ((torch.randn(2, 3, 4, 4),), {"eps": "1e-5"}, TypeError, "eps must be a number, got str '1e-5'"),
+    ((torch.randn(2, 3, 4, 4),), {"eps": float("nan")}, ValueError, "eps must be positive and finite"),
+    ((torch.randn(2, 3, 4, 4),), {"negative_slope": float("nan")}, ValueError, "negative_slope must be finite"),
+    ((torch.randn(2, 3, 4, 4),), {"negative_slope": "0.2"}, TypeError, "negative_slope must be a number"),
     ((torch.randn(2, 0, 4, 4),), {}, ValueError, "at least one channel"),
     ((torch.randn(2, 3, 4, 4), torch.ones(3, device="meta")), {}, ValueError, "weight is on meta but x is on cpu"),
     ((torch.randn(2, 3, 4, 4),), {"residual": torch.randn(2, 3, 4, 4, device="meta")}, ValueError,
@@ -100,3 +104,26 @@ def test_cpu_kernel_rejects_bad_arguments_without_crashing():
         _ext._C.instance_norm_act_forward_cpu(x[:, :, ::2], None, None, None, 1e-5, 0.2)
     with pytest.raises(RuntimeError, match="residual must match x"):
         _ext._C.instance_norm_act_forward_cpu(x, None, None, torch.randn(2, 3, 4, 5), 1e-5, 0.2)
+
+
+@pytest.mark.parametrize("variable,value,match", [
+    ("GANCORE_CPU_ISA", "bogus", r"GANCORE_CPU_ISA must be one of \('avx2', 'baseline'\).*'bogus'"),
+    ("GANCORE_IMPL", "fastest", r"GANCORE_IMPL must be 'auto' or one of \('ref', 'cpu', 'triton', 'cuda'\)"),
+])
+def test_bad_environment_value_names_the_valid_ones(monkeypatch, variable, value, match):
+    instance_norm_act(torch.randn(2, 3, 4, 4))  # a cached backend choice must not hide the new value
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=match):
+        instance_norm_act(torch.randn(2, 3, 4, 4))
+
+
+def test_backend_choice_follows_the_environment_after_caching(monkeypatch):
+    x = torch.randn(2, 3, 4, 4)
+    with record_backends() as ran:
+        instance_norm_act(x)
+        monkeypatch.setenv("GANCORE_IMPL", "ref")
+        instance_norm_act(x)
+        monkeypatch.delenv("GANCORE_IMPL")
+        instance_norm_act(x)
+    expected = "cpu" if _ext.has("instance_norm_act_forward_cpu") else "ref"
+    assert [impl for _, impl in ran] == [expected, "ref", expected]

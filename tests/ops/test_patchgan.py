@@ -108,11 +108,13 @@ def test_without_bias_and_other_kernel_sizes(impl):
     _check(impl, h, w, b, 0.0, "hinge", padding=0)
 
 
-def test_bce_is_stable_for_large_logits():
+def test_bce_is_stable_for_large_logits(impl):
     h, w, b = _inputs((2, 4, 8, 8))
     w = w * 1e3  # logits of several hundred
     for target in (0.0, 1.0):
-        out = patchgan_loss(h, w, b, target, loss="bce")
+        with record_backends() as ran:
+            out = patchgan_loss(h, w, b, target, loss="bce", impl=impl)
+        assert ran == [("patchgan_loss", impl)]
         assert torch.isfinite(out)
         torch.testing.assert_close(out.double(), eager_patchgan_loss(h, w, b, target, "bce"), rtol=1e-5, atol=1e-3)
 
@@ -135,25 +137,32 @@ def test_gradcheck_and_gradgradcheck_float64(impl_name, loss, target, layout):
     assert {backend for _, backend in ran} == {impl_name}
 
 
-def test_weight_gradient_is_deterministic():
+def test_weight_gradient_is_deterministic(impl):
     for layout in ("nchw", "channels_last"):
         h, w, b = _inputs((4, 64, 31, 31), layout=layout)
         w.requires_grad_(True)
-        first = torch.autograd.grad(patchgan_loss(h, w, b, 1.0), w)[0]
-        for _ in range(2):
-            assert torch.equal(torch.autograd.grad(patchgan_loss(h, w, b, 1.0), w)[0], first)
+        with record_backends() as ran:
+            first = torch.autograd.grad(patchgan_loss(h, w, b, 1.0, impl=impl), w)[0]
+            for _ in range(2):
+                assert torch.equal(torch.autograd.grad(patchgan_loss(h, w, b, 1.0, impl=impl), w)[0], first)
+        assert ran == [("patchgan_loss", impl)] * 6
 
 
-def test_non_dense_h_is_copied_once_and_correct():
+def test_non_dense_h_matches_eager(impl):
     base, w, b = _inputs((2, 8, 40, 40))
     h = base[:, :, ::2, 1::2]
-    torch.testing.assert_close(patchgan_loss(h, w, b, 1.0).double(), eager_patchgan_loss(h, w, b, 1.0, "lsgan"))
+    with record_backends() as ran:
+        out = patchgan_loss(h, w, b, 1.0, impl=impl)
+    assert ran == [("patchgan_loss", impl)]
+    torch.testing.assert_close(out.double(), eager_patchgan_loss(h, w, b, 1.0, "lsgan"))
 
 
-def test_weight_in_low_precision_gets_its_gradient_in_its_dtype():
+def test_weight_in_low_precision_gets_its_gradient_in_its_dtype(impl):
     h, w, b = _inputs((2, 4, 9, 9))
     w16 = w.to(torch.bfloat16).requires_grad_(True)
-    (dw,) = torch.autograd.grad(patchgan_loss(h, w16, b, 1.0), w16)
+    with record_backends() as ran:
+        (dw,) = torch.autograd.grad(patchgan_loss(h, w16, b, 1.0, impl=impl), w16)
+    assert ran == [("patchgan_loss", impl)] * 2
     assert dw.dtype == torch.bfloat16
 
 
@@ -216,6 +225,10 @@ H, W, B = torch.randn(2, 8, 10, 10), torch.randn(1, 8, 4, 4), torch.randn(1)
     ((H, W, B, 1.0), {"loss": "mse"}, ValueError, "loss must be one of"),
     ((H, W, B, 1.0), {"reduction": "max"}, ValueError, "reduction must be one of"),
     ((H, W, B, 0.9), {"loss": "hinge"}, ValueError, "takes target 1 \\(real\\) or 0 \\(fake\\), got 0.9"),
+    ((H, W, B, torch.tensor(0.5)), {"loss": "hinge"}, ValueError, "takes targets 1 .* tensor holding 0.5"),
+    ((H, W, B, torch.tensor([[[[1.0]]], [[[2.0]]]])), {"loss": "wgan"}, ValueError, "tensor holding 2.0"),
+    ((H, torch.randn(1, 8, 0, 0), B, 1.0), {}, ValueError, "kernel must be at least 1x1, got 0x0"),
+    ((torch.randn(2, 8, 10, 0), W, B, 1.0), {"padding": 2}, ValueError, "non-empty plane, got \\(2, 8, 10, 0\\)"),
     ((H, W, B, torch.ones(3, 1, 1, 1)), {}, ValueError, r"target of shape \(3, 1, 1, 1\) does not broadcast"),
     ((H, W, B, "real"), {}, TypeError, "target must be a float or a tensor"),
     ((H, W, B, 1.0), {"stride": 0}, ValueError, "stride must be an int >= 1"),
@@ -274,3 +287,14 @@ def test_double_backward_leaves_no_reference_cycle():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("loss", ["hinge", "wgan"])
+def test_tensor_targets_of_zero_and_one_equal_float_targets(impl, loss):
+    per_sample = torch.tensor([1.0, 0.0]).view(2, 1, 1, 1)
+    with record_backends() as ran:
+        mixed = patchgan_loss(H, W, B, per_sample, loss=loss, reduction="none", impl=impl)
+        real = patchgan_loss(H, W, B, 1.0, loss=loss, reduction="none", impl=impl)
+        fake = patchgan_loss(H, W, B, torch.tensor(0.0), loss=loss, reduction="none", impl=impl)
+    assert {backend for _, backend in ran} == {impl}
+    torch.testing.assert_close(mixed, torch.cat([real[:1], fake[1:]]))
