@@ -28,7 +28,6 @@ from torch.nn.parallel import DistributedDataParallel
 from gancore.data import BUILTIN, GanDataset, build_dataset
 from gancore.families import get_family
 from gancore.families.base import ConfigError, DataSpec, Network, Phase, PhaseContext
-from gancore.losses import penalty_grad_scale
 from gancore.train import checkpoint as ckpt
 from gancore.train.config import (
     LogConfig,
@@ -352,24 +351,24 @@ class Trainer:
         scaling = self.scaler.is_enabled()
         logged: dict[str, torch.Tensor] = {}
         self.draws.start_phase()
-        with penalty_grad_scale(self.scaler.get_scale() if scaling else None):
-            for i, micro in enumerate(rounds):
-                ctx = PhaseContext(nets, micro, self.step, self.draws.rows, self.draws.for_round(i))
-                last = i == len(rounds) - 1
-                defer_sync = not last and isinstance(nets[name], DistributedDataParallel)
-                no_sync = nets[name].no_sync() if defer_sync else contextlib.nullcontext()
-                with no_sync:
-                    with self._autocast():
-                        out = phase.loss(ctx)
-                    loss = out.get("loss") if isinstance(out, Mapping) else None
-                    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                        raise TypeError(f"phase {phase.name!r} must return a dict with a scalar tensor "
-                                        "'loss'")
-                    loss = loss / len(rounds)
-                    (self.scaler.scale(loss) if scaling else loss).backward()
-                for key, value in out.items():
-                    value = torch.as_tensor(value, device=self.device).detach().float() / len(rounds)
-                    logged[key] = logged[key] + value if key in logged else value
+        for i, micro in enumerate(rounds):
+            ctx = PhaseContext(nets, micro, self.step, self.draws.rows, self.draws.for_round(i),
+                               scaler=self.scaler if scaling else None)
+            last = i == len(rounds) - 1
+            defer_sync = not last and isinstance(nets[name], DistributedDataParallel)
+            no_sync = nets[name].no_sync() if defer_sync else contextlib.nullcontext()
+            with no_sync:
+                with self._autocast():
+                    out = phase.loss(ctx)
+                loss = out.get("loss") if isinstance(out, Mapping) else None
+                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                    raise TypeError(f"phase {phase.name!r} must return a dict with a scalar tensor "
+                                    "'loss'")
+                loss = loss / len(rounds)
+                (self.scaler.scale(loss) if scaling else loss).backward()
+            for key, value in out.items():
+                value = torch.as_tensor(value, device=self.device).detach().float() / len(rounds)
+                logged[key] = logged[key] + value if key in logged else value
         if scaling:
             self.scaler.unscale_(optimizer)
         grads = [p.grad for p in self.nets[name].parameters() if p.grad is not None]
