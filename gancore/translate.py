@@ -79,8 +79,9 @@ def _reference_generator(state: dict, arch: str, fused: bool) -> nn.Module:
     try:
         g.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise ckpt.CheckpointError(f"the file does not fit a {arch} generator ({norm} norm, ngf {ngf}): {err}") \
-            from None
+        details = "; ".join(line.strip() for line in str(err).splitlines()[1:] if line.strip())
+        raise ckpt.CheckpointError(f"the file does not fit a {arch} generator ({norm} norm, ngf {ngf}): "
+                                   f"{details[:400]}") from None
     return g
 
 
