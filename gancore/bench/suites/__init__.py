@@ -14,4 +14,5 @@ SUITES = {
     "patchgan": "gancore.bench.suites.patchgan",
     "fid": "gancore.bench.suites.fid",
     "trainer": "gancore.bench.suites.trainer",
+    "families": "gancore.bench.suites.families",
 }
