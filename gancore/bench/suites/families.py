@@ -33,6 +33,7 @@ CONFIGS = {"cyclegan": (256, ["model.netG=resnet_9blocks"]), "pix2pix": (256, ["
 QUICK_CONFIGS = {"cyclegan": (64, ["model.netG=resnet_6blocks", "model.ngf=16", "model.ndf=16"]),
                  "pix2pix": (64, ["model.netG=unet_64", "model.ngf=16", "model.ndf=16"])}
 BATCHES, QUICK_BATCHES = (1, 4), (1, 2)
+PRECISIONS = ("fp32", "bf16")
 CONTENDERS = {"eager": ["model.fused=false", "train.channels_last=false"],
               "gancore": ["model.fused=true", "train.channels_last=true"],
               "torch.compile": ["model.fused=false", "train.channels_last=false", "train.compile=true"]}
@@ -116,7 +117,7 @@ def _peak_mb(step: Callable[[], None], device: torch.device) -> float:
 def _cases(ctx: BenchContext) -> list[tuple[str, int, list[str], int, str]]:
     configs, batches = (QUICK_CONFIGS, QUICK_BATCHES) if ctx.quick else (CONFIGS, BATCHES)
     return [(family, res, overrides, batch, precision) for family, (res, overrides) in configs.items()
-            for batch in batches for precision in ("fp32", "bf16")]
+            for batch in batches for precision in PRECISIONS]
 
 
 def count(ctx: BenchContext) -> int:
