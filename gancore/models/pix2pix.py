@@ -14,6 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from gancore.nn import fuse
+
 NORMS = ("instance", "batch", "none")
 PADDING_TYPES = ("reflect", "replicate", "zero")
 
@@ -47,8 +49,6 @@ def init_weights_(net: nn.Module, gain: float = 0.02) -> nn.Module:
 def _finish(net: nn.Module, fused: bool) -> None:
     init_weights_(net)
     if fused:
-        from gancore.nn import fuse  # models build on nn, never the other way round
-
         fuse(net)
 
 

@@ -1,7 +1,8 @@
 """Drop-in modules built on gancore.ops."""
 
-from gancore.nn.instance_norm import InstanceNormAct1d, InstanceNormAct2d, InstanceNormAct3d, fuse
+from gancore.nn.fuse import FUSERS, FuseReport, fuse, register_fuser
+from gancore.nn.instance_norm import InstanceNormAct1d, InstanceNormAct2d, InstanceNormAct3d
 from gancore.nn.patchgan import MultiScalePatchGANHead, PatchGANHead
 
-__all__ = ["InstanceNormAct1d", "InstanceNormAct2d", "InstanceNormAct3d", "MultiScalePatchGANHead", "PatchGANHead",
-           "fuse"]
+__all__ = ["FUSERS", "FuseReport", "InstanceNormAct1d", "InstanceNormAct2d", "InstanceNormAct3d",
+           "MultiScalePatchGANHead", "PatchGANHead", "fuse", "register_fuser"]

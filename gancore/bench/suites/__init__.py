@@ -15,4 +15,5 @@ SUITES = {
     "fid": "gancore.bench.suites.fid",
     "trainer": "gancore.bench.suites.trainer",
     "families": "gancore.bench.suites.families",
+    "fuse": "gancore.bench.suites.fuse",
 }
