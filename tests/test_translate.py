@@ -115,3 +115,19 @@ def test_translate_a_cyclegan_run_both_ways(tmp_path):
     assert "G_A" in what_a and "G_B" in what_b
     out = translate_folder(g_b, str(tmp_path / "in"), str(tmp_path / "out"), progress=False)
     assert len(out) == 1 and Image.open(out[0]).size == (24, 24)
+
+
+def test_a_unet_256_checkpoint_with_batch_norm_is_recognised(tmp_path):
+    """latest_net_G.pth of a pix2pix unet_256 (batch norm: running statistics in the file); the network's
+    keys are checked against the published layer list in tests/nn."""
+    from gancore.models.pix2pix import UnetGenerator
+
+    torch.manual_seed(0)
+    reference = UnetGenerator(3, 3, num_downs=8, ngf=4, norm="batch", fused=False)
+    torch.save(reference.state_dict(), tmp_path / "latest_net_G.pth")
+    g, what = load_generator(str(tmp_path / "latest_net_G.pth"), arch="unet_256")
+    assert isinstance(g, UnetGenerator) and "unet_256" in what
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(g.eval()(x), reference.eval()(x), atol=1e-5)
