@@ -10,6 +10,7 @@ COMMAND_MODULES = (
     "gancore.bench.cli",
     "gancore.train.cli",
     "gancore.metrics.cli",
+    "gancore.translate",
 )
 
 

@@ -27,6 +27,7 @@ from gancore.data.folders import (
     SuperResolution,
     UnpairedImages,
 )
+from gancore.data.paired import AlignedImages, UnalignedImages
 from gancore.data.text import TextLines, Vocabulary
 
 DATASETS: dict[str, type[GanDataset]] = {
@@ -34,6 +35,8 @@ DATASETS: dict[str, type[GanDataset]] = {
     "image-folder": ImageFolder,
     "paired": PairedImages,
     "unpaired": UnpairedImages,
+    "aligned": AlignedImages,  # pix2pix's layout with the reference preprocessing
+    "unaligned": UnalignedImages,  # CycleGAN's
     "attributes": AttributeImages,
     "super-resolution": SuperResolution,
     "captions": CaptionedImages,
@@ -84,7 +87,8 @@ def build_dataset(config: Mapping[str, object], hints: Mapping[str, object] | No
 
 
 __all__ = [
-    "BUILTIN", "DATASETS", "AttributeImages", "CaptionedImages", "ColorDomains", "DataError", "GanDataset",
-    "ImageFolder", "OracleLSTM", "OracleSequences", "PairedImages", "RingOfGaussians", "ShapeEdges", "Shapes",
-    "SuperResolution", "TextLines", "UnpairedImages", "Vocabulary", "build_dataset", "dataset_options",
+    "BUILTIN", "DATASETS", "AlignedImages", "AttributeImages", "CaptionedImages", "ColorDomains", "DataError",
+    "GanDataset", "ImageFolder", "OracleLSTM", "OracleSequences", "PairedImages", "RingOfGaussians", "ShapeEdges",
+    "Shapes", "SuperResolution", "TextLines", "UnalignedImages", "UnpairedImages", "Vocabulary", "build_dataset",
+    "dataset_options",
 ]

@@ -124,10 +124,14 @@ class Family:
     default_data: ClassVar[dict] = {"name": "shapes"}
     #: The dataset type that `--data PATH` reads, unless the config names another file-based one.
     path_data: ClassVar[str] = "image-folder"
+    #: `train:` options whose defaults this family changes (e.g. its paper's batch size).
+    default_train: ClassVar[dict] = {}
 
     def __init__(self, config: Any) -> None:
         self.config = config
         self.spec: DataSpec | None = None
+        #: The training data, set by the trainer before build(); None elsewhere (e.g. `gancore sample`).
+        self.dataset: Any = None
 
     @classmethod
     def make_config(cls, values: Mapping[str, Any] | None = None) -> Any:
@@ -143,6 +147,18 @@ class Family:
 
     def phases(self) -> list[Phase]:
         raise NotImplementedError
+
+    def lr_factor(self, epoch: int) -> float:
+        """A factor on every learning rate during `epoch` (0-based passes over the data), applied on top
+        of train.lr_schedule: the epoch-wise schedules of papers (pix2pix: constant, then linear to 0)."""
+        return 1.0
+
+    def state_dict(self) -> dict:
+        """Training state the family keeps outside its networks (e.g. CycleGAN's image pools), for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what state_dict() returned."""
 
     def make_latents(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         raise NotImplementedError

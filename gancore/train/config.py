@@ -115,7 +115,7 @@ def default_config(family: str) -> dict:
         "family": cls.name,
         "model": dataclasses.asdict(cls.Config()),
         "data": dict(cls.default_data),
-        "train": dataclasses.asdict(TrainConfig()),
+        "train": dataclasses.asdict(TrainConfig(**cls.default_train)),
         "log": dataclasses.asdict(LogConfig()),
         "metrics": dataclasses.asdict(MetricsConfig()),
     })
@@ -266,7 +266,8 @@ def resolve(raw: Mapping[str, Any]) -> dict:
     if not isinstance(out["data"]["name"], str):
         raise ConfigError(f"data.name: expected a dataset type name, got {out['data']['name']!r}")
     for section, cls in _SECTION_TYPES.items():
-        out[section] = dataclasses.asdict(build_dataclass(cls, raw.get(section) or {}, section))
+        values = {**(family.default_train if section == "train" else {}), **(raw.get(section) or {})}
+        out[section] = dataclasses.asdict(build_dataclass(cls, values, section))
     return _plain(out)
 
 

@@ -175,6 +175,7 @@ class Trainer:
         self.family = family_cls(build_dataclass(family_cls.Config, self.config["model"], "model"))
         self.dataset = dataset if dataset is not None else build_dataset(self.config["data"],
                                                                          self.family.data_hints())
+        self.family.dataset = self.dataset
         self.spec = _spec_of(self.dataset)
 
         # Identical initial weights on every process, and equal to a one-process run's.
@@ -314,7 +315,7 @@ class Trainer:
             factor *= 1.0 - progress
         elif tc.lr_schedule == "cosine":
             factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
-        return factor
+        return factor * self.family.lr_factor(step * tc.batch_size // len(self.dataset))
 
     def _next_batch(self) -> list[dict]:
         """This process's share of the next global batch, on the device, split into accumulation rounds."""
@@ -451,6 +452,7 @@ class Trainer:
             "ema": {n: e.state_dict() for n, e in self.ema.items()},
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(),
+            "family": self.family.state_dict(),
             # The learning-rate schedule is a function of the step and the config above.
             "schedule": {"kind": self.train_config.lr_schedule, "steps": self.train_config.steps,
                          "warmup_steps": self.train_config.warmup_steps,
@@ -492,6 +494,7 @@ class Trainer:
         except (KeyError, RuntimeError) as err:
             raise ckpt.CheckpointError(f"{path} does not fit the networks of this config: {err}") from err
         self.scaler.load_state_dict(state["scaler"])
+        self.family.load_state_dict(state.get("family", {}))
         self.step = int(state["step"])
         self.images_seen = int(state["images_seen"])
         self.nonfinite_steps = int(state["nonfinite_steps"])

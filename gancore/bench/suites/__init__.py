@@ -14,5 +14,6 @@ SUITES = {
     "patchgan": "gancore.bench.suites.patchgan",
     "fid": "gancore.bench.suites.fid",
     "trainer": "gancore.bench.suites.trainer",
+    "families": "gancore.bench.suites.families",
     "fuse": "gancore.bench.suites.fuse",
 }
