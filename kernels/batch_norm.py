@@ -3,8 +3,9 @@
 - partial_stats: per (sample, slice of the spatial dims) and block of channels, the chunk moments
   merged with Chan's formula (as the instance-norm kernel does per plane); the caller merges the
   (count, mean, M2) partials over samples and slices. Slicing keeps the GPU busy at batch 1.
-- apply / grad_input: elementwise over the flat tensor; the channel of an element is
-  (i // S) % C for NCHW and i % C for channels-last (no copies for either layout).
+- apply / grad_input: elementwise over (BLOCK_C, BLOCK_S) tiles of one sample, walked through
+  strides like the reductions: NCHW one channel and a long run of the plane per program,
+  channels-last 64 channels (coalesced) by 32 positions; no per-element index division.
 - grad_sums: per (sample, slice) and block of channels, sums of dy, dy * xhat and, for PReLU,
   grad * min(y, 0) go to a staging buffer that is reduced in a fixed order (no atomics).
 Statistics and sums in float32 (float64 for float64 inputs); int64 offsets.
@@ -47,13 +48,6 @@ def _partial_moments(X, MEAN, M2, C, S, SPLITS, S_SPLIT, stride_n, stride_c, str
 
 
 @triton.jit
-def _channel_of(offs, C, S, CHANNELS_LAST: tl.constexpr):
-    if CHANNELS_LAST:
-        return offs % C
-    return (offs // S) % C
-
-
-@triton.jit
 def _coefs(W, B, A, MEAN, RSTD, c, mask, slope, HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_A: tl.constexpr,
            A_PER_CHANNEL: tl.constexpr, ACC: tl.constexpr):
     """mean, rstd, scale = rstd * weight, shift = bias and the activation slope at channels c."""
@@ -75,15 +69,27 @@ def _coefs(W, B, A, MEAN, RSTD, c, mask, slope, HAS_W: tl.constexpr, HAS_B: tl.c
 
 
 @triton.jit
-def _bn_apply(X, RES, W, B, A, MEAN, RSTD, OUT, total, C, S, slope, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
-              HAS_A: tl.constexpr, A_PER_CHANNEL: tl.constexpr, HAS_RES: tl.constexpr,
-              CHANNELS_LAST: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < total
-    c = _channel_of(offs, C, S, CHANNELS_LAST)
-    mean, _, scale, shift, k = _coefs(W, B, A, MEAN, RSTD, c, mask, slope, HAS_W, HAS_B, HAS_A, A_PER_CHANNEL, ACC)
-    y = (tl.load(X + offs, mask=mask, other=0).to(ACC) - mean) * scale + shift
-    y = tl.where(y > 0, y, y * k)
+def _tile(C, S, S_BLOCKS, stride_n, stride_c, stride_s, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Channels, mask and offsets of this program's (BLOCK_C, BLOCK_S) tile of one sample."""
+    pid = tl.program_id(0)
+    n = pid // S_BLOCKS
+    s = (pid % S_BLOCKS) * BLOCK_S + tl.arange(0, BLOCK_S)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = c < C
+    mask = c_mask[:, None] & (s < S)[None, :]
+    offs = n.to(tl.int64) * stride_n + c.to(tl.int64)[:, None] * stride_c + s.to(tl.int64)[None, :] * stride_s
+    return c, c_mask, mask, offs
+
+
+@triton.jit
+def _bn_apply(X, RES, W, B, A, MEAN, RSTD, OUT, C, S, S_BLOCKS, stride_n, stride_c, stride_s, slope,
+              HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_A: tl.constexpr, A_PER_CHANNEL: tl.constexpr,
+              HAS_RES: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, ACC: tl.constexpr):
+    c, c_mask, mask, offs = _tile(C, S, S_BLOCKS, stride_n, stride_c, stride_s, BLOCK_C, BLOCK_S)
+    mean, _, scale, shift, k = _coefs(W, B, A, MEAN, RSTD, c, c_mask, slope, HAS_W, HAS_B, HAS_A, A_PER_CHANNEL,
+                                      ACC)
+    y = (tl.load(X + offs, mask=mask, other=0).to(ACC) - mean[:, None]) * scale[:, None] + shift[:, None]
+    y = tl.where(y > 0, y, y * k[:, None])
     if HAS_RES:
         y += tl.load(RES + offs, mask=mask, other=0).to(ACC)
     tl.store(OUT + offs, y.to(OUT.dtype.element_ty), mask=mask)
@@ -123,28 +129,24 @@ def _bn_grad_sums(G, X, W, B, A, MEAN, RSTD, SUMS, C, S, SPLITS, S_SPLIT, P, str
 
 
 @triton.jit
-def _bn_grad_input(G, X, W, B, A, MEAN, RSTD, CDY, CDYX, DX, total, C, S, slope, HAS_W: tl.constexpr,
-                   HAS_B: tl.constexpr, HAS_A: tl.constexpr, A_PER_CHANNEL: tl.constexpr, HAS_COEF: tl.constexpr,
-                   CHANNELS_LAST: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < total
-    c = _channel_of(offs, C, S, CHANNELS_LAST)
-    mean, rstd, scale, shift, k = _coefs(W, B, A, MEAN, RSTD, c, mask, slope, HAS_W, HAS_B, HAS_A, A_PER_CHANNEL,
+def _bn_grad_input(G, X, W, B, A, MEAN, RSTD, CDY, CDYX, DX, C, S, S_BLOCKS, stride_n, stride_c, stride_s, slope,
+                   HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_A: tl.constexpr, A_PER_CHANNEL: tl.constexpr,
+                   HAS_COEF: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, ACC: tl.constexpr):
+    c, c_mask, mask, offs = _tile(C, S, S_BLOCKS, stride_n, stride_c, stride_s, BLOCK_C, BLOCK_S)
+    mean, rstd, scale, shift, k = _coefs(W, B, A, MEAN, RSTD, c, c_mask, slope, HAS_W, HAS_B, HAS_A, A_PER_CHANNEL,
                                          ACC)
-    centred = tl.load(X + offs, mask=mask, other=0).to(ACC) - mean
+    centred = tl.load(X + offs, mask=mask, other=0).to(ACC) - mean[:, None]
     g = tl.load(G + offs, mask=mask, other=0).to(ACC)
-    y = centred * scale + shift
-    dy = tl.where(y > 0, g, g * k)
+    y = centred * scale[:, None] + shift[:, None]
+    dy = tl.where(y > 0, g, g * k[:, None])
     if HAS_COEF:
-        dy = dy - tl.load(CDY + c, mask=mask, other=0).to(ACC) - centred * rstd * tl.load(CDYX + c, mask=mask,
-                                                                                         other=0).to(ACC)
-    tl.store(DX + offs, (scale * dy).to(DX.dtype.element_ty), mask=mask)
+        cdy = tl.load(CDY + c, mask=c_mask, other=0).to(ACC)
+        cdyx = tl.load(CDYX + c, mask=c_mask, other=0).to(ACC) * rstd
+        dy = dy - cdy[:, None] - centred * cdyx[:, None]
+    tl.store(DX + offs, (scale[:, None] * dy).to(DX.dtype.element_ty), mask=mask)
 
 
 # ---- launchers -----------------------------------------------------------------------------------
-
-_ELEMENTWISE_BLOCK = 1024
-
 
 def _geometry(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
     """(N, C, S, stride_n, stride_c, stride_s) of a contiguous or channels-last (N, C, *spatial) x."""
@@ -177,10 +179,6 @@ def _stats_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _channels_last(x: torch.Tensor) -> bool:
-    return not x.is_contiguous()
-
-
 def partial_stats(x):
     """(count (P,), mean (P, C), M2 (P, C)) of P = N * slices disjoint parts of the batch."""
     N, C, S, sn, sc, ss = _geometry(x)
@@ -204,15 +202,20 @@ def _param_args(weight, bias, prelu, mean):
         A_PER_CHANNEL=prelu is not None and prelu.numel() > 1)
 
 
+def _elementwise_grid(x):
+    N, C, S, sn, sc, ss = _geometry(x)
+    block_c, block_s = _blocks(C, S, ss)
+    s_blocks = triton.cdiv(S, block_s)
+    return (N * s_blocks, triton.cdiv(C, block_c)), dict(C=C, S=S, S_BLOCKS=s_blocks, stride_n=sn, stride_c=sc,
+                                                          stride_s=ss, BLOCK_C=block_c, BLOCK_S=block_s)
+
+
 def apply(x, weight, bias, prelu, residual, mean, rstd, slope: float):
-    N, C, S, *_ = _geometry(x)
     out = torch.empty_like(x)
     tensors, flags = _param_args(weight, bias, prelu, mean)
-    total = x.numel()
-    _bn_apply[(triton.cdiv(total, _ELEMENTWISE_BLOCK),)](
-        x, residual if residual is not None else x, tensors["W"], tensors["B"], tensors["A"], mean, rstd, out, total,
-        C, S, slope, **flags, HAS_RES=residual is not None, CHANNELS_LAST=_channels_last(x),
-        BLOCK=_ELEMENTWISE_BLOCK, ACC=_acc(x.dtype))
+    grid, geometry = _elementwise_grid(x)
+    _bn_apply[grid](x, residual if residual is not None else x, tensors["W"], tensors["B"], tensors["A"], mean, rstd,
+                    out, **geometry, slope=slope, **flags, HAS_RES=residual is not None, ACC=_acc(x.dtype))
     return out
 
 
@@ -231,15 +234,13 @@ def grad_sums(grad, x, weight, bias, prelu, mean, rstd, slope: float):
 
 
 def grad_input(grad, x, weight, bias, prelu, mean, rstd, slope: float, coef_dy=None, coef_dyx=None):
-    N, C, S, *_ = _geometry(x)
     dx = torch.empty_like(x)
     tensors, flags = _param_args(weight, bias, prelu, mean)
-    total = x.numel()
+    grid, geometry = _elementwise_grid(x)
     has_coef = coef_dy is not None
-    _bn_grad_input[(triton.cdiv(total, _ELEMENTWISE_BLOCK),)](
-        grad, x, tensors["W"], tensors["B"], tensors["A"], mean, rstd, coef_dy if has_coef else mean,
-        coef_dyx if has_coef else mean, dx, total, C, S, slope, **flags, HAS_COEF=has_coef,
-        CHANNELS_LAST=_channels_last(x), BLOCK=_ELEMENTWISE_BLOCK, ACC=_acc(x.dtype))
+    _bn_grad_input[grid](grad, x, tensors["W"], tensors["B"], tensors["A"], mean, rstd,
+                         coef_dy if has_coef else mean, coef_dyx if has_coef else mean, dx, **geometry, slope=slope,
+                         **flags, HAS_COEF=has_coef, ACC=_acc(x.dtype))
     return dx
 
 
@@ -270,9 +271,10 @@ def _cases() -> list[dict]:
                         "slope": "fp32", **flag_sig}
             cases.append({"name": f"grad_sums_{layout}_{storage}", "fn": _bn_grad_sums,
                           "signature": _ordered(_bn_grad_sums, sums_sig), "constexprs": {**consts, **flags}})
-            elementwise = {"total": "i64", "C": "i32", "S": "i64", "slope": "fp32", **flag_sig,
-                           "CHANNELS_LAST": "constexpr", "BLOCK": "constexpr"}
-            ew_consts = {**flags, "CHANNELS_LAST": layout == "channels_last", "BLOCK": _ELEMENTWISE_BLOCK}
+            elementwise = {"C": "i32", "S": "i64", "S_BLOCKS": "i32", "stride_n": "i64", "stride_c": "i64",
+                           "stride_s": "i64", unit_stride: "constexpr", "slope": "fp32", **flag_sig,
+                           "BLOCK_C": "constexpr", "BLOCK_S": "constexpr"}
+            ew_consts = {**flags, unit_stride: 1, "BLOCK_C": block_c, "BLOCK_S": block_s}
             apply_sig = {"X": f"*{storage}", "RES": f"*{storage}", **params, "OUT": f"*{storage}", **elementwise,
                          "HAS_RES": "constexpr"}
             cases.append({"name": f"apply_{layout}_{storage}", "fn": _bn_apply,

@@ -24,10 +24,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("shape,layout,dtype", [(s, lay, dt) for s, lay in CASES
-                                                for dt in (torch.float32, torch.float64)]
-                         + [((3, 6, 7, 5), "channels_last", torch.float16)])
+@pytest.mark.parametrize("shape,layout,dtype,training",
+                         [(s, lay, dt, True) for s, lay in CASES for dt in (torch.float32, torch.float64)]
+                         + [((3, 6, 7, 5), "channels_last", torch.float16, True),
+                            ((3, 6, 7, 5), "nchw", torch.float32, False),
+                            ((2, 70, 3, 3), "channels_last", torch.float64, False)])
 def test_triton_matches_eager(shape, layout, dtype, training):
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(shape, generator=g, dtype=torch.float64) + 3).to(dtype)
