@@ -4,6 +4,13 @@ impl="auto" picks by device and by what loaded: CPU tensors -> "cpu" (gancore._C
 "triton", then "cuda"; anything missing falls back to "ref" with one warning naming the reason.
 GANCORE_IMPL=<impl> forces a backend for every auto call; GANCORE_STRICT=1 turns a fallback into
 an error. An explicitly requested backend that cannot run is always an error.
+GANCORE_CPU_ISA=avx2|baseline picks the instruction set of the cpu kernels (default: the best the
+CPU has); any other value is an error.
+
+Every op's public function calls `choose` (cached: one dict lookup per call once a backend ran) and
+then `call`, which runs the kernels directly when no gradient is needed, through a plain
+torch.autograd.Function in eager mode, and through the torch.library custom op under torch.compile.
+The custom-op path costs tens of microseconds per call in eager mode, more than a small kernel.
 """
 
 from __future__ import annotations
@@ -12,14 +19,16 @@ import contextlib
 import importlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from gancore import _ext
 
 IMPLS = ("ref", "cpu", "triton", "cuda")
+CPU_ISAS = ("avx2", "baseline")
 _AUTO_ORDER = {"cpu": ("cpu", "ref"), "cuda": ("triton", "cuda", "ref")}
 
 
@@ -82,27 +91,80 @@ def unavailable_reason(op: str, impl: str, device_type: str) -> str | None:
     return f"unknown backend {impl!r}; choose one of {IMPLS} or 'auto'"
 
 
+# os.environ.get encodes the name and decodes the value on every call; the per-call cache key reads
+# the raw mapping that os.environ keeps in sync instead, with the names encoded once.
+_RAW_ENV = os.environ._data
+_KEY_IMPL, _KEY_ISA, _KEY_INTERPRET = (os.environ.encodekey(name)
+                                       for name in ("GANCORE_IMPL", "GANCORE_CPU_ISA", "TRITON_INTERPRET"))
+_choices: dict[tuple, str] = {}
+
+
 def choose(op: str, impl: str, device: torch.device) -> str:
-    """The backend that will run `op` for tensors on `device`, given the caller's `impl`."""
+    """The backend that will run `op` for tensors on `device`, given the caller's `impl`.
+
+    Cached per (op, impl, device type, environment, extension); a fallback to ref is not cached, so
+    that it keeps warning (once per reason) and keeps obeying GANCORE_STRICT.
+    """
+    raw = _RAW_ENV.get
+    key = (op, impl, device.type, raw(_KEY_IMPL), raw(_KEY_ISA), raw(_KEY_INTERPRET), _ext._C is None)
+    chosen = _choices.get(key)
+    if chosen is None:
+        chosen, fell_back = _choose(op, impl, device.type)
+        if not fell_back:
+            _choices[key] = chosen
+    return chosen
+
+
+def _choose(op: str, impl: str, device_type: str) -> tuple[str, bool]:
     if impl not in IMPLS and impl != "auto":
         raise ValueError(f"{op}: impl must be 'auto' or one of {IMPLS}, got {impl!r}")
     if impl == "auto":
         impl = os.environ.get("GANCORE_IMPL", "auto") or "auto"
+        if impl not in IMPLS and impl != "auto":
+            raise ValueError(f"GANCORE_IMPL must be 'auto' or one of {IMPLS}, got {impl!r}")
+    _check_cpu_isa()
     if impl != "auto":
-        reason = unavailable_reason(op, impl, device.type)
+        reason = unavailable_reason(op, impl, device_type)
         if reason is not None:
-            raise BackendUnavailable(f"{op}: backend {impl!r} cannot run on {device.type}: {reason}")
-        return impl
-    order = _AUTO_ORDER.get(device.type, ("ref",))
+            raise BackendUnavailable(f"{op}: backend {impl!r} cannot run on {device_type}: {reason}")
+        return impl, False
+    order = _AUTO_ORDER.get(device_type, ("ref",))
     reasons = []
     for candidate in order:
-        reason = unavailable_reason(op, candidate, device.type)
+        reason = unavailable_reason(op, candidate, device_type)
         if reason is None:
-            if candidate == "ref":
-                _fallback(op, device.type, "; ".join(reasons) or f"no fused backend for {device.type}")
-            return candidate
+            fell_back = candidate == "ref"
+            if fell_back:
+                _fallback(op, device_type, "; ".join(reasons) or f"no fused backend for {device_type}")
+            return candidate, fell_back
         reasons.append(f"{candidate}: {reason}")
     raise AssertionError("ref is always available")  # pragma: no cover
+
+
+def _check_cpu_isa() -> None:
+    """GANCORE_CPU_ISA, read by the C++ kernels, must name an instruction set they are built for."""
+    forced = os.environ.get("GANCORE_CPU_ISA", "")
+    if forced and forced not in CPU_ISAS:
+        raise ValueError(f"GANCORE_CPU_ISA must be one of {CPU_ISAS} (or unset), got {forced!r}")
+    if forced == "avx2" and _ext._C is not None and _ext._C.cpu_isa() != "avx2":
+        raise BackendUnavailable("GANCORE_CPU_ISA=avx2 but this CPU lacks AVX2+FMA; unset it or use 'baseline'")
+
+
+def call(op: Callable, function: type[torch.autograd.Function], kernel: Callable, args: tuple,
+         differentiable: tuple) -> Any:
+    """Runs one fused op the cheapest way that is still correct.
+
+    op: the torch.library custom op (torch.compile traces it); function: the autograd.Function for
+    eager mode; kernel: the plain backend function, for calls where no tensor in `differentiable`
+    needs a gradient. All three take `args`.
+    """
+    if torch.compiler.is_compiling():
+        return op(*args)
+    if torch.is_grad_enabled():
+        for t in differentiable:
+            if t is not None and t.requires_grad:
+                return function.apply(*args)
+    return kernel(*args)
 
 
 def _fallback(op: str, device_type: str, reason: str) -> None:

@@ -5,7 +5,8 @@ block spends its normalisation time in.
 
 Backends (same semantics): "ref" (PyTorch ops, the oracle), "cpu" (gancore._C), "triton"
 (gancore.kernels.instance_norm), "cuda" (gancore._C built with CUDA). Registered as the custom ops
-gancore::instance_norm_act_fwd / _bwd, so torch.compile(fullgraph=True) keeps a model whole.
+gancore::instance_norm_act_fwd / _bwd, so torch.compile(fullgraph=True) keeps a model whole; eager
+calls take the same kernels through plain autograd.Functions (see _dispatch.call).
 The backward is a fused kernel too; the backward of the backward (WGAN-GP, R1) is computed from the
 reference formulas through torch.autograd.grad (gancore.ops._vjp), differentiable to any order.
 """
@@ -52,9 +53,11 @@ def instance_norm_act(
     if residual is not None:
         residual = _like(residual, x)
     acc = _acc_dtype(x.dtype)
-    w = weight.to(acc).contiguous() if weight is not None else None
-    b = bias.to(acc).contiguous() if bias is not None else None
-    out, mean, rstd = torch.ops.gancore.instance_norm_act_fwd(x, w, b, residual, float(eps), slope, backend)
+    w = _as_param(weight, acc)
+    b = _as_param(bias, acc)
+    args = (x, w, b, residual, float(eps), slope, backend)
+    out, mean, rstd = _dispatch.call(torch.ops.gancore.instance_norm_act_fwd, _InstanceNormAct, _forward_impl,
+                                     args, (x, w, b, residual))
     if return_stats:
         return out, mean.detach(), rstd.detach()
     return out
@@ -97,6 +100,13 @@ def _validate(x, weight, bias, residual, eps, activation, negative_slope) -> flo
     if not eps > 0:
         raise ValueError(f"instance_norm_act: eps must be positive, got {eps}")
     return {"leaky_relu": float(negative_slope), "relu": 0.0, "identity": 1.0}[activation]
+
+
+def _as_param(t: torch.Tensor | None, acc: torch.dtype) -> torch.Tensor | None:
+    """weight/bias as the kernels take them: contiguous, in the accumulation dtype (no-op when already)."""
+    if t is None or (t.dtype == acc and t.is_contiguous()):
+        return t
+    return t.to(acc).contiguous()
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -194,7 +204,8 @@ def _forward_impl(x, weight, bias, residual, eps, slope, impl):
     return out, mean, rstd
 
 
-def _backward_impl(grad, x, weight, bias, mean, rstd, eps, slope, impl):
+def _backward_kernels(grad, x, weight, bias, mean, rstd, eps, slope, impl):
+    """(dx, dweight, dbias); None for an absent weight or bias."""
     grad = _like(grad, x)
     if impl == "ref":
         dx, dw, db = ref_backward(grad, x, weight, bias, eps, slope)
@@ -208,10 +219,14 @@ def _backward_impl(grad, x, weight, bias, mean, rstd, eps, slope, impl):
         dx, dw, db = kernels.backward(grad, x, weight, bias, mean, rstd, slope)
     else:
         raise ValueError(f"unknown backend {impl!r}")
-    dw = dw if weight is not None else x.new_zeros(0, dtype=mean.dtype)
-    db = db if bias is not None else x.new_zeros(0, dtype=mean.dtype)
     _dispatch.note_ran(OP, impl)
-    return dx, dw, db
+    return dx, dw if weight is not None else None, db if bias is not None else None
+
+
+def _backward_impl(grad, x, weight, bias, mean, rstd, eps, slope, impl):
+    """_backward_kernels with empty tensors in place of None (a custom op returns tensors)."""
+    dx, dw, db = _backward_kernels(grad, x, weight, bias, mean, rstd, eps, slope, impl)
+    return (dx, dw if dw is not None else mean.new_empty(0), db if db is not None else mean.new_empty(0))
 
 
 # ---- registration: custom ops with fake tensors and autograd ---------------------------------------
@@ -238,15 +253,37 @@ def _fwd_setup_context(ctx, inputs, output):
     ctx.has_residual = residual is not None
 
 
-def _fwd_backward(ctx, grad_out, _grad_mean, _grad_rstd):
+def _fwd_backward(ctx, grad_out, _grad_mean, _grad_rstd, eager: bool = False):
     x, weight, bias, mean, rstd = ctx.saved_tensors
-    dx, dw, db = torch.ops.gancore.instance_norm_act_bwd(grad_out, x, weight, bias, mean, rstd,
-                                                         ctx.eps, ctx.slope, ctx.impl)
+    args = (grad_out, x, weight, bias, mean, rstd, ctx.eps, ctx.slope, ctx.impl)
+    if eager:
+        dx, dw, db = _dispatch.call(torch.ops.gancore.instance_norm_act_bwd, _InstanceNormActBackward,
+                                    _backward_kernels, args, args[:4])
+    else:
+        dx, dw, db = torch.ops.gancore.instance_norm_act_bwd(*args)
     return (dx, dw if weight is not None else None, db if bias is not None else None,
             grad_out if ctx.has_residual else None, None, None, None)
 
 
 _fwd_op.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
+
+
+class _InstanceNormAct(torch.autograd.Function):
+    """The eager twin of the custom op: same kernels, same saved tensors, less host work per call."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _forward_impl(*inputs)
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)  # no zero tensors for the statistics' (absent) gradients
+        _fwd_setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_mean, _grad_rstd):
+        if grad_out is None:  # reached through a path that does not use the output
+            return (None,) * 7
+        return _fwd_backward(ctx, grad_out, None, None, eager=True)
 
 
 @torch.library.custom_op("gancore::instance_norm_act_bwd", mutates_args=())
@@ -290,3 +327,17 @@ def _bwd_backward(ctx, gg_x, gg_weight, gg_bias):
 
 
 _bwd_op.register_autograd(_bwd_backward, setup_context=_bwd_setup_context)
+
+
+class _InstanceNormActBackward(torch.autograd.Function):
+    """The fused backward as a differentiable eager op (used only when a graph of it is built)."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _backward_impl(*inputs)
+        _bwd_setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _bwd_backward(ctx, *grads)
