@@ -1,4 +1,5 @@
-"""InstanceNormAct{1,2,3}d: nn.InstanceNorm + activation as one fused op, and fuse(model)."""
+"""InstanceNormAct{1,2,3}d: nn.InstanceNorm + activation (+ residual) as one fused op, and the factory that
+builds one from an existing nn.InstanceNorm for gancore.nn.fuse."""
 
 from __future__ import annotations
 
@@ -38,8 +39,11 @@ class _InstanceNormAct(nn.Module):
         if x.dim() != self.spatial_dims + 2:
             raise ValueError(f"{type(self).__name__} expects a {self.spatial_dims + 2}-D input "
                              f"(N, C, {self.spatial_dims} spatial dims), got shape {tuple(x.shape)}")
-        return instance_norm_act(x, self.weight, self.bias, eps=self.eps, activation=self.activation,
-                                 negative_slope=self.negative_slope, residual=residual)
+        # dtypes differ e.g. under autocast: eager `x + norm(...)` promotes, the fused add needs one dtype
+        promote = residual is not None and residual.dtype != x.dtype
+        out = instance_norm_act(x, self.weight, self.bias, eps=self.eps, activation=self.activation,
+                                negative_slope=self.negative_slope, residual=None if promote else residual)
+        return out + residual if promote else out
 
     def extra_repr(self) -> str:
         act = self.activation + (f"({self.negative_slope})" if self.activation == "leaky_relu" else "")
@@ -62,7 +66,11 @@ _FUSED_FOR = {nn.InstanceNorm1d: InstanceNormAct1d, nn.InstanceNorm2d: InstanceN
               nn.InstanceNorm3d: InstanceNormAct3d}
 
 
-def _activation_of(module: nn.Module) -> tuple[str, float] | None:
+def activation_spec(module: nn.Module | None) -> tuple[str, float] | None:
+    """(activation, negative_slope) of the fused ops for an activation module; None is the identity.
+    Returns None for a module the fused ops cannot apply."""
+    if module is None:
+        return "identity", 1.0
     if type(module) is nn.LeakyReLU:
         return "leaky_relu", float(module.negative_slope)
     if type(module) is nn.ReLU:
@@ -70,57 +78,21 @@ def _activation_of(module: nn.Module) -> tuple[str, float] | None:
     return None
 
 
-def _unfusable_reason(norm: nn.Module) -> str | None:
+def fused_instance_norm(norm: nn.Module, activation: nn.Module | None) -> nn.Module | str:
+    """The gancore.nn.fuse factory for nn.InstanceNorm{1,2,3}d: an InstanceNormAct sharing the norm's
+    Parameters (optimisers keep working, keys unchanged), or the reason it cannot be built."""
     if norm.track_running_stats:
-        # in eval mode such a norm uses its running statistics, which the fused op does not keep
-        return "track_running_stats=True (running statistics are not fused)"
-    return None
-
-
-def _fused_from(norm: nn.Module, activation: str, slope: float) -> _InstanceNormAct:
+        # eval mode would use the running statistics, which InstanceNormAct does not keep
+        return "track_running_stats=True (running statistics are not fused yet)"
+    spec = activation_spec(activation)
+    if spec is None:
+        return f"activation {type(activation).__name__} has no fused form"
     ref = norm.weight if norm.affine else None
-    fused = _FUSED_FOR[type(norm)](norm.num_features, eps=norm.eps, affine=norm.affine, activation=activation,
-                                   negative_slope=slope,
-                                   device=ref.device if ref is not None else None,
+    fused = _FUSED_FOR[type(norm)](norm.num_features, eps=norm.eps, affine=norm.affine, activation=spec[0],
+                                   negative_slope=spec[1], device=ref.device if ref is not None else None,
                                    dtype=ref.dtype if ref is not None else None)
     if norm.affine:
-        fused.weight = norm.weight  # share the Parameter objects: optimisers keep working
+        fused.weight = norm.weight
         fused.bias = norm.bias
     fused.train(norm.training)
     return fused
-
-
-def fuse(model: nn.Module, *, verbose: bool = False) -> nn.Module:
-    """Rewrite `model` in place: InstanceNorm{1,2,3}d followed directly by LeakyReLU/ReLU inside an
-    nn.Sequential becomes one fused module (the activation slot becomes nn.Identity, so indices and
-    state_dict keys are unchanged); any other InstanceNorm becomes the fused op with identity activation.
-
-    Norms with track_running_stats=True are left alone. Returns the model; the list of changes
-    is in `model.gancore_fused` (and printed with verbose=True).
-    """
-    changes: list[str] = []
-    for parent_name, parent in list(model.named_modules()):
-        children = list(parent.named_children())
-        for i, (name, child) in enumerate(children):
-            if type(child) not in _FUSED_FOR:
-                continue
-            path = f"{parent_name}.{name}" if parent_name else name
-            reason = _unfusable_reason(child)
-            if reason is not None:
-                changes.append(f"{path}: left unfused, {reason}")
-                continue
-            act = None
-            if isinstance(parent, nn.Sequential) and i + 1 < len(children):
-                act = _activation_of(children[i + 1][1])
-            if act is not None:
-                setattr(parent, name, _fused_from(child, *act))
-                setattr(parent, children[i + 1][0], nn.Identity())
-                changes.append(f"{path} + {parent_name + '.' if parent_name else ''}{children[i + 1][0]}: "
-                               f"fused with {act[0]}")
-            else:
-                setattr(parent, name, _fused_from(child, "identity", 1.0))
-                changes.append(f"{path}: fused (identity activation)")
-    model.gancore_fused = changes
-    if verbose:
-        print("\n".join(changes) if changes else "fuse: nothing to fuse")
-    return model

@@ -15,4 +15,5 @@ SUITES = {
     "patchgan": "gancore.bench.suites.patchgan",
     "fid": "gancore.bench.suites.fid",
     "trainer": "gancore.bench.suites.trainer",
+    "fuse": "gancore.bench.suites.fuse",
 }
