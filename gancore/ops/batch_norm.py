@@ -28,7 +28,7 @@ import torch.distributed as dist
 from gancore import _ext
 from gancore.ops import _dispatch
 from gancore.ops._vjp import vjp
-from gancore.ops.instance_norm import _acc_dtype, _dense, _like
+from gancore.ops.instance_norm import _acc_dtype, _as_param, _dense, _like
 
 OP = "batch_norm_act"
 _dispatch.register_op(OP, cpu="batch_norm_act_forward_cpu", cuda="batch_norm_partial_stats_cuda", triton="batch_norm")
@@ -73,7 +73,7 @@ def batch_norm_act(
     if residual is not None:
         residual = _like(residual, x)
     acc = _acc_dtype(x.dtype)
-    w, b, a = (t.to(acc).contiguous() if t is not None else None for t in (weight, bias, prelu_weight))
+    w, b, a = _as_param(weight, acc), _as_param(bias, acc), _as_param(prelu_weight, acc)
     factor = 0.0
     if training and running_mean is not None:
         if num_batches_tracked is not None:
@@ -84,8 +84,8 @@ def batch_norm_act(
         out = _SyncBatchNormAct.apply(x, w, b, a, residual, running_mean, running_var, factor, float(eps), slope,
                                       backend, process_group)
     else:
-        out = _BatchNormActFn.apply(x, w, b, a, residual, running_mean, running_var, bool(training), factor,
-                                    float(eps), slope, backend)
+        out = _run((x, w, b, a, residual, running_mean, running_var, bool(training), factor, float(eps), slope,
+                    backend))
     return out.squeeze(-1) if flat else out
 
 
@@ -313,7 +313,8 @@ def _forward_impl(x, weight, bias, a, residual, running_mean, running_var, train
     return out, mean, rstd
 
 
-def _backward_impl(grad, x, weight, bias, a, mean, rstd, training, slope, impl):
+def _backward_kernels(grad, x, weight, bias, a, mean, rstd, training, eps, slope, impl):
+    """(dx, dweight, dbias, dprelu); empty tensors for absent parameters."""
     grad = _like(grad, x)
     count = x.numel() // x.shape[1]
     if impl == "cpu":
@@ -326,8 +327,14 @@ def _backward_impl(grad, x, weight, bias, a, mean, rstd, training, slope, impl):
         if impl == "ref":
             dx = torch.empty_like(x).copy_(dx)
     _dispatch.note_ran(OP, impl)
+    return (dx, *_param_grads(sums, weight, bias, a))
+
+
+def _backward_impl(grad, x, weight, bias, a, mean, rstd, training, eps, slope, impl):
     # rows of one tensor alias each other, which a custom op may not return
-    return (dx, *(t.clone() if t.numel() else t for t in _param_grads(sums, weight, bias, a)))
+    return tuple(t.clone() if i and t.numel() else t
+                 for i, t in enumerate(_backward_kernels(grad, x, weight, bias, a, mean, rstd, training, eps, slope,
+                                                         impl)))
 
 
 # ---- registration: custom ops with fake tensors and autograd ---------------------------------------------
@@ -348,16 +355,28 @@ def _(x, weight, bias, prelu, residual, running_mean, running_var, training, fac
     return torch.empty_like(x), stats, torch.empty_like(stats)
 
 
+def _run(args: tuple) -> torch.Tensor:
+    """The cheapest correct way in: the kernels directly when no gradient is needed, else the
+    autograd.Function (which torch.compile traces, custom ops inside)."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:5]):
+        return _BatchNormActFn.apply(*args)
+    if torch.compiler.is_compiling():
+        return torch.ops.gancore.batch_norm_act_fwd(*args)[0]
+    return _forward_impl(*args)[0]
+
+
 class _BatchNormActFn(torch.autograd.Function):
-    """Autograd around the forward op: a custom op that mutates its inputs (the running buffers) cannot
-    carry a registered autograd formula, and torch.compile traces an autograd.Function whole. The
-    backward calls the backward op, which is itself differentiable (double backward)."""
+    """Autograd around the forward: a custom op that mutates its inputs (the running buffers) cannot
+    carry a registered autograd formula, and torch.compile traces an autograd.Function whole. Eager
+    calls skip the custom-op machinery; the backward goes through the (differentiable) backward op
+    only when a graph of it is built (double backward) or under torch.compile."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, prelu, residual, running_mean, running_var, training, factor, eps, slope,
                 impl):
-        out, mean, rstd = torch.ops.gancore.batch_norm_act_fwd(x, weight, bias, prelu, residual, running_mean,
-                                                               running_var, training, factor, eps, slope, impl)
+        args = (x, weight, bias, prelu, residual, running_mean, running_var, training, factor, eps, slope, impl)
+        fwd = torch.ops.gancore.batch_norm_act_fwd if torch.compiler.is_compiling() else _forward_impl
+        out, mean, rstd = fwd(*args)
         ctx.save_for_backward(x, weight, bias, prelu, mean, rstd)
         ctx.training, ctx.eps, ctx.slope, ctx.impl = training, eps, slope, impl
         ctx.has_residual = residual is not None
@@ -366,8 +385,11 @@ class _BatchNormActFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, weight, bias, prelu, mean, rstd = ctx.saved_tensors
-        dx, dw, db, da = torch.ops.gancore.batch_norm_act_bwd(grad_out, x, weight, bias, prelu, mean, rstd,
-                                                              ctx.training, ctx.eps, ctx.slope, ctx.impl)
+        args = (grad_out, x, weight, bias, prelu, mean, rstd, ctx.training, ctx.eps, ctx.slope, ctx.impl)
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            dx, dw, db, da = torch.ops.gancore.batch_norm_act_bwd(*args)
+        else:
+            dx, dw, db, da = _backward_kernels(*args)
         return (dx, dw if weight is not None else None, db if bias is not None else None,
                 da if prelu is not None else None, grad_out if ctx.has_residual else None,
                 None, None, None, None, None, None, None)
@@ -377,7 +399,7 @@ class _BatchNormActFn(torch.autograd.Function):
 def _bwd_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
             prelu: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor, training: bool, eps: float,
             slope: float, impl: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _backward_impl(grad, x, weight, bias, prelu, mean, rstd, training, slope, impl)
+    return _backward_impl(grad, x, weight, bias, prelu, mean, rstd, training, eps, slope, impl)
 
 
 @_bwd_op.register_fake

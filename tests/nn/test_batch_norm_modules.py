@@ -168,3 +168,30 @@ def test_fusion_refuses_what_it_cannot_match():
     assert "track_running_stats=True" in running_instance_norm_fusion(nn.InstanceNorm2d(4), None)
     assert isinstance(running_instance_norm_fusion(nn.InstanceNorm2d(4, track_running_stats=True), nn.ReLU()),
                       RunningInstanceNormAct2d)
+
+
+@pytest.mark.parametrize("name", ["patchgan_batch", "unet_batch"])
+def test_fuse_on_batch_norm_reference_networks(name):
+    """pix2pix's defaults (batch norm): every BatchNorm2d fused, keys kept, float64 exact against the plain
+    network in training (running buffers included) and in eval."""
+    from gancore.models.pix2pix import NLayerDiscriminator, UnetGenerator
+    from gancore.nn import fuse
+
+    torch.manual_seed(0)
+    if name == "patchgan_batch":
+        plain, shape = NLayerDiscriminator(3, ndf=8, norm="batch", fused=False), (2, 3, 32, 32)
+    else:
+        plain, shape = UnetGenerator(num_downs=5, ngf=8, norm="batch", fused=False), (2, 3, 32, 32)
+    plain = plain.double()
+    fused = fuse(copy.deepcopy(plain))
+    assert not fused.gancore_fused.unfused
+    assert not [m for m in fused.modules() if type(m) is nn.BatchNorm2d]
+    assert fused.state_dict().keys() == plain.state_dict().keys()
+    inputs = [torch.randn(shape, dtype=torch.float64) for _ in range(3)]
+    with record_backends() as ran:
+        got = _run_steps(fused, inputs, train_steps=2)
+    assert {backend for _, backend in ran} == {"cpu"}
+    for (o1, g1), (o2, g2) in zip(got, _run_steps(plain, inputs, train_steps=2)):
+        torch.testing.assert_close(o1, o2, atol=1e-11, rtol=1e-10)
+        torch.testing.assert_close(g1, g2, atol=1e-11, rtol=1e-10)
+    _assert_same_state(fused, plain, tol=1e-11)
