@@ -29,9 +29,13 @@ void stats_nchw(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* m2) {
   }
 }
 
+// Rows per channels-last statistics block: the block sums run in the accumulation type, so blocks
+// stay short (a float sum of 1024 values offset by 1e4 loses 1e-3 of the mean), merged in double.
+constexpr int64_t kStatRows = 128;
+
 template <typename T, typename A>
 void stats_cl(const T* x, int64_t R, int64_t C, A* mean, A* m2) {
-  const int64_t rows = block_rows<T>(C, R), blocks = (R + rows - 1) / rows;
+  const int64_t rows = std::min(block_rows<T>(C, R), kStatRows), blocks = (R + rows - 1) / rows;
   std::vector<A> part_mean(blocks * C), part_m2(blocks * C);
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {

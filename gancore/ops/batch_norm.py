@@ -237,9 +237,10 @@ def ref_backward(grad, x, weight, bias, a, mean, rstd, training: bool, eps: floa
 
 
 def _param_grads(sums, weight, bias, a):
-    empty = sums.new_zeros(0)
-    dprelu = empty if a is None else (sums[2] if a.numel() > 1 else sums[2].sum(0, keepdim=True))
-    return (sums[1] if weight is not None else empty, sums[0] if bias is not None else empty, dprelu)
+    """(dweight, dbias, dprelu) from the (3, C) sums; a distinct empty tensor for each absent parameter."""
+    dprelu = sums.new_zeros(0) if a is None else (sums[2] if a.numel() > 1 else sums[2].sum(0, keepdim=True))
+    return (sums[1] if weight is not None else sums.new_zeros(0), sums[0] if bias is not None else sums.new_zeros(0),
+            dprelu)
 
 
 # ---- backends: each provides the four steps -----------------------------------------------------------
@@ -481,7 +482,7 @@ class _SyncBatchNormAct(torch.autograd.Function):
         grad = _like(grad, x)
         sums = steps.grad_sums(grad, x, weight, bias, a, mean, rstd, ctx.slope)
         # dx needs the group's sums; the parameters' gradients stay local (DDP averages them)
-        both = sums[:2].contiguous()
+        both = sums[:2].clone()
         dist.all_reduce(both, group=ctx.group)
         dx = steps.grad_input(grad, x, weight, bias, a, mean, rstd, ctx.slope, both[0] / ctx.total,
                               both[1] / ctx.total)

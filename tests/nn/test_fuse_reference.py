@@ -59,7 +59,9 @@ def test_every_instance_norm_and_residual_add_is_fused(name):
     x = torch.randn(shape)
     plain_ops, fused_ops = _ops(plain, x), _ops(fused, x)
     assert plain_ops["aten.add.Tensor"] - fused_ops["aten.add.Tensor"] == n_res  # the adds are inside the op
-    assert fused_ops["gancore.instance_norm_act_fwd.default"] == n_norms
+    with torch.no_grad(), record_backends() as ran:  # the eager path runs the kernels without the custom op
+        fused(x)
+    assert Counter(ran) == {("instance_norm_act", "cpu"): n_norms}
     with record_backends() as ran:
         fused(x).sum().backward()
     assert Counter(ran) == {("instance_norm_act", "cpu"): 2 * n_norms}  # forward and backward, C++ kernels
