@@ -61,8 +61,8 @@ def _acc(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype,training", [(torch.float32, True), (torch.float32, False), (torch.float64, True),
+                                            (torch.float64, False), (torch.bfloat16, True), (torch.float16, True)])
 @pytest.mark.parametrize("shape,layout", CASES)
 def test_forward_backward_and_buffers_match_eager(impl, dtype, shape, layout, training):
     x, w, b, r, rm, rv = _inputs(shape, dtype, layout)

@@ -5,6 +5,7 @@ A case runs every BN + LeakyReLU(0.2) layer of one network on its own activation
 forward+backward (gradients of x, weight and bias). torch.compile gets one compiled function per
 case, compiled with fullgraph=True after a dynamo reset, and the suite fails if dynamo ran any frame
 uncompiled (no silent eager fallback under the torch.compile label).
+Run on a shared machine, the numbers are only comparable as ratios within one run.
 """
 
 from __future__ import annotations
@@ -62,11 +63,13 @@ def _compiled(layers: list[nn.Module]) -> Callable:
 
 
 def _check_compiled(label: str) -> None:
+    """fullgraph=True already raises on a graph break or a recompile limit; this catches the rest (no
+    graph captured at all)."""
     from torch._dynamo.utils import counters
 
-    frames = counters["frames"]
-    if frames["ok"] == 0 or frames["total"] != frames["ok"]:
-        raise RuntimeError(f"batch_norm suite, {label}: torch.compile fell back to eager ({dict(frames)})")
+    if counters["stats"]["unique_graphs"] < 2:  # the no-grad forward and the training forward
+        raise RuntimeError(f"batch_norm suite, {label}: torch.compile captured {counters['stats']['unique_graphs']} "
+                           f"graphs, expected 2; it ran eager code")
 
 
 def _case(ctx: BenchContext, name: str, shapes) -> Iterator[dict]:
