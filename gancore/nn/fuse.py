@@ -34,17 +34,33 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from gancore.nn.batch_norm import batch_norm_fusion, running_instance_norm_fusion
 from gancore.nn.instance_norm import activation_spec, fused_instance_norm
 
 Factory = Callable[[nn.Module, "nn.Module | None"], "nn.Module | str"]
 
-# Exact types only: a subclass may override forward. InstanceNorm with track_running_stats=True goes through
-# the same factory, which today answers with a reason.
+def _instance_norm2d_fusion(norm: nn.Module, activation: nn.Module | None) -> nn.Module | str:
+    """StarGAN's InstanceNorm2d(track_running_stats=True) keeps its running statistics fused."""
+    if norm.track_running_stats:
+        return running_instance_norm_fusion(norm, activation)
+    return fused_instance_norm(norm, activation)
+
+
+# Exact types only: a subclass may override forward.
 FUSERS: dict[type[nn.Module], Factory] = {
     nn.InstanceNorm1d: fused_instance_norm,
-    nn.InstanceNorm2d: fused_instance_norm,
+    nn.InstanceNorm2d: _instance_norm2d_fusion,
     nn.InstanceNorm3d: fused_instance_norm,
+    nn.BatchNorm1d: batch_norm_fusion,
+    nn.BatchNorm2d: batch_norm_fusion,
 }
+
+
+def _activation_slot(fused: nn.Module) -> nn.Module:
+    """What replaces the fused activation: nn.Identity, or what the fused module names (a PReLU's slot
+    keeps its weight, and so its state_dict key)."""
+    slot = getattr(fused, "activation_slot", None)
+    return slot if slot is not None else nn.Identity()
 
 
 # Reported as "left unfused" when FUSERS has no entry for their exact type.
@@ -298,7 +314,7 @@ class _Plan:
         if act_path is not None:
             detail = f"{detail}, activation {act_path}"
             if calls[id(act)] == 1:  # a shared activation module is still called elsewhere
-                self.replace[act_path] = nn.Identity()
+                self.replace[act_path] = _activation_slot(fused)
         self.changes.append(FuseChange(norm_path, kind, detail + where))
 
     @staticmethod
@@ -332,7 +348,7 @@ class _Plan:
                     fused = None
                 if fused is not None:
                     self.replace[path] = fused
-                    self.replace[act_path] = nn.Identity()
+                    self.replace[act_path] = _activation_slot(fused)
                     self.changes.append(FuseChange(path, "fused", f"{_describe(fused, norm)}, activation {act_path}"))
                     continue
                 fused = _build(norm, None)

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TRITON_MODULES = ["gancore.kernels.instance_norm", "gancore.kernels.fid", "gancore.kernels.gradient_penalty",
-                  "gancore.kernels.patchgan"]
+                  "gancore.kernels.patchgan", "gancore.kernels.batch_norm"]
 
 
 def _clean_env() -> dict:

@@ -147,15 +147,22 @@ def test_untraceable_forward_falls_back_to_plain_fusion(cls, reason):
         _check_same(plain.train(mode), fused.train(mode))
 
 
-def test_running_stats_norm_stays_unfused_with_reason():
+def test_running_stats_instance_norm_fuses_with_its_residual():
+    """InstanceNorm2d(track_running_stats=True) (StarGAN, early pix2pix) fuses into RunningInstanceNormAct2d,
+    residual add included; outputs, gradients and running buffers match in training and in eval."""
+    from gancore.nn import RunningInstanceNormAct2d
+
     block = ResnetBlock(4, "reflect", lambda c: nn.InstanceNorm2d(c, track_running_stats=True), False, True)
     fused = fuse(copy.deepcopy(block))
-    assert type(fused) is ResnetBlock and all(type(fused.conv_block[i]) is nn.InstanceNorm2d for i in (2, 6))
-    assert type(fused.conv_block[3]) is nn.ReLU
+    assert all(type(fused.conv_block[i]) is RunningInstanceNormAct2d for i in (2, 6))
+    assert type(fused.conv_block[3]) is nn.Identity
     report = fused.gancore_fused
-    assert [c.path for c in report.unfused] == ["conv_block.2", "conv_block.6"]
-    assert all("track_running_stats" in str(c) for c in report.unfused)
-    assert "residual add left unfused: track_running_stats" in str(report)
+    assert not report.unfused and len(report.residual) == 1
+    assert fused.state_dict().keys() == block.state_dict().keys()
+    for mode in (True, True, False):
+        _check_same(block.train(mode), fused.train(mode))
+    for key, value in block.state_dict().items():
+        torch.testing.assert_close(fused.state_dict()[key], value, atol=1e-12, rtol=1e-12, msg=key)
 
 
 class _ReversedSequential(nn.Sequential):

@@ -84,10 +84,16 @@ def test_fuse_keeps_training_mode_and_shares_parameters():
     assert model[1].weight is weight  # an optimiser built before fuse() still updates it
 
 
-def test_fuse_leaves_running_stats_norms_alone():
+def test_fuse_running_stats_norms():
+    """InstanceNorm2d(track_running_stats=True) fuses into RunningInstanceNormAct2d; 1-D and 3-D ones stay."""
+    from gancore.nn import RunningInstanceNormAct2d
+
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4, track_running_stats=True), nn.ReLU())
     fuse(model)
-    assert type(model[1]) is nn.InstanceNorm2d and type(model[2]) is nn.ReLU
+    assert type(model[1]) is RunningInstanceNormAct2d and type(model[2]) is nn.Identity
+    model = nn.Sequential(nn.Conv1d(3, 4, 3), nn.InstanceNorm1d(4, track_running_stats=True), nn.ReLU())
+    fuse(model)
+    assert type(model[1]) is nn.InstanceNorm1d and type(model[2]) is nn.ReLU
     (entry,) = model.gancore_fused.unfused
     assert entry.path == "1" and "left unfused" in str(entry) and "track_running_stats" in str(entry)
 

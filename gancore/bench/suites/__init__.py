@@ -10,6 +10,7 @@ and optionally count(ctx) -> int, the number of rows run() yields (for the progr
 
 SUITES = {
     "instance_norm": "gancore.bench.suites.instance_norm",
+    "batch_norm": "gancore.bench.suites.batch_norm",
     "gradient_penalty": "gancore.bench.suites.gradient_penalty",
     "patchgan": "gancore.bench.suites.patchgan",
     "fid": "gancore.bench.suites.fid",

@@ -1,0 +1,270 @@
+// Batch norm + activation (+ residual) kernels over a whole (N, C, S) tensor.
+// Included twice by batch_norm.cpp (AVX2+FMA and baseline, picked at run time), like the instance
+// norm kernels, whose plane and block helpers it shares (cpu/norm_kernels_common.h).
+// Layouts: NCHW walks (n, c) planes of S values; channels-last walks R = N*S rows of C values.
+// Statistics and gradient sums go per plane / per row block to a staging buffer and are reduced in
+// a fixed order (Chan's merge for moments): deterministic whatever the thread count, no atomics.
+// T is the storage type, A the accumulation type (float, or double for double inputs).
+
+#include "cpu/norm_kernels_common.h"
+
+// Planes per parallel task: at least ~32K elements, so small planes do not drown in scheduling.
+inline int64_t plane_grain(int64_t S) { return std::max<int64_t>(1, (32 * 1024) / std::max<int64_t>(S, 1)); }
+
+template <typename T, typename A>
+void stats_nchw(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* m2) {
+  std::vector<double> part_mean(N * C), part_m2(N * C);
+  at::parallel_for(0, N * C, plane_grain(S), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const Moments m = plane_moments<T, A>(x + p * S, S);
+      part_mean[p] = m.mean;
+      part_m2[p] = m.m2;
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    Moments m;
+    for (int64_t n = 0; n < N; ++n) m.merge(static_cast<double>(S), part_mean[n * C + c], part_m2[n * C + c]);
+    mean[c] = static_cast<A>(m.mean);
+    m2[c] = static_cast<A>(m.m2);
+  }
+}
+
+// Rows per channels-last statistics block: the block sums run in the accumulation type, so blocks
+// stay short (a float sum of 1024 values offset by 1e4 loses 1e-3 of the mean), merged in double.
+constexpr int64_t kStatRows = 128;
+
+template <typename T, typename A>
+void stats_cl(const T* x, int64_t R, int64_t C, A* mean, A* m2) {
+  const int64_t rows = std::min(block_rows<T>(C, R), kStatRows), blocks = (R + rows - 1) / rows;
+  std::vector<A> part_mean(blocks * C), part_m2(blocks * C);
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t r0 = k * rows, nr = std::min(rows, R - r0);
+      block_moments<T, A>(x + r0 * C, nr, C, &part_mean[k * C], &part_m2[k * C]);
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    Moments m;
+    for (int64_t k = 0; k < blocks; ++k) {
+      const int64_t nr = std::min(rows, R - k * rows);
+      m.merge(static_cast<double>(nr), static_cast<double>(part_mean[k * C + c]),
+              static_cast<double>(part_m2[k * C + c]));
+    }
+    mean[c] = static_cast<A>(m.mean);
+    m2[c] = static_cast<A>(m.m2);
+  }
+}
+
+// Per-channel mean, scale = rstd * weight, shift = bias and activation slope, as arrays.
+template <typename A>
+struct ChannelCoefs {
+  std::vector<A> mean, rstd, scale, shift, slope;
+  ChannelCoefs(const A* mean_in, const A* rstd_in, const BnParams<A>& prm, int64_t C)
+      : mean(mean_in, mean_in + C), rstd(rstd_in, rstd_in + C), scale(C), shift(C), slope(C) {
+    for (int64_t c = 0; c < C; ++c) scale[c] = rstd[c] * prm.w(c), shift[c] = prm.b(c), slope[c] = prm.s(c);
+  }
+};
+
+template <typename T, typename A>
+void apply_nchw(const T* x, const T* res, T* out, int64_t N, int64_t C, int64_t S, const A* mean, const A* rstd,
+                const BnParams<A>& prm) {
+  const bool stream = stream_output(out, N * C * S);
+  (void)stream;
+  at::parallel_for(0, N * C, plane_grain(S), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % C, off = p * S;
+      const A scale = rstd[c] * prm.w(c);
+#ifdef GANCORE_AVX2_KERNELS
+      if constexpr (std::is_same_v<T, float>) {
+        if (stream) {
+          plane_normalize_stream(x + off, res ? res + off : nullptr, out + off, S, mean[c], scale, prm.b(c),
+                                 prm.s(c));
+          continue;
+        }
+      }
+#endif
+      plane_normalize<T, A>(x + off, res ? res + off : nullptr, out + off, S, mean[c], scale, prm.b(c), prm.s(c));
+    }
+  });
+}
+
+// out = act((x - mean) * scale + shift) [+ res] over `rows` rows of C channels, per-channel slope.
+template <typename T, typename A>
+void block_apply(const T* x, const T* res, T* out, int64_t rows, int64_t C, const ChannelCoefs<A>& k) {
+  const A *mean = k.mean.data(), *scale = k.scale.data(), *shift = k.shift.data(), *slope = k.slope.data();
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * C;
+    if (res != nullptr) {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) {
+        const A y = (to_acc<A>(x[o + c]) - mean[c]) * scale[c] + shift[c];
+        out[o + c] = from_acc<T>(leaky(y, slope[c]) + to_acc<A>(res[o + c]));
+      }
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) {
+        const A y = (to_acc<A>(x[o + c]) - mean[c]) * scale[c] + shift[c];
+        out[o + c] = from_acc<T>(leaky(y, slope[c]));
+      }
+    }
+  }
+}
+
+template <typename T, typename A>
+void apply_cl(const T* x, const T* res, T* out, int64_t R, int64_t C, const A* mean, const A* rstd,
+              const BnParams<A>& prm) {
+  const ChannelCoefs<A> k(mean, rstd, prm, C);
+  const int64_t rows = block_rows<T>(C, R), blocks = (R + rows - 1) / rows;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t o = b * rows * C, nr = std::min(rows, R - b * rows);
+      block_apply<T, A>(x + o, res ? res + o : nullptr, out + o, nr, C, k);
+    }
+  });
+}
+
+// Sums over a plane of dy = g * act'(y), dy * xhat and (PReLU) g * min(y, 0), flushed to double per chunk.
+template <bool PRELU, typename T, typename A>
+void plane_grad_sums3(const T* g, const T* x, int64_t n, A mean, A rstd, A scale, A shift, A slope, double* sums) {
+  double t1 = 0, t2 = 0, t3 = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t len = std::min(kChunk, n - i0);
+    A s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s1, s2, s3)
+    for (int64_t i = i0; i < i0 + len; ++i) {
+      const A centred = to_acc<A>(x[i]) - mean;
+      const A y = centred * scale + shift;
+      const A gv = to_acc<A>(g[i]);
+      const A dy = gv * leaky_grad(y, slope);
+      s1 += dy;
+      s2 += dy * centred;
+      if constexpr (PRELU) s3 += prelu_weight_grad(gv, y);
+    }
+    t1 += s1;
+    t2 += static_cast<double>(s2) * static_cast<double>(rstd);
+    t3 += s3;
+  }
+  sums[0] = t1, sums[1] = t2, sums[2] = t3;
+}
+
+// Per-channel sums (3, C): sum dy, sum dy * xhat, sum g * min(y, 0) (0 without PReLU).
+template <typename T, typename A>
+void grad_sums_nchw(const T* g, const T* x, int64_t N, int64_t C, int64_t S, const A* mean, const A* rstd,
+                    const BnParams<A>& prm, A* out) {
+  std::vector<double> part(N * C * 3);
+  at::parallel_for(0, N * C, plane_grain(S), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % C, off = p * S;
+      const A scale = rstd[c] * prm.w(c);
+      if (prm.prelu != nullptr) {
+        plane_grad_sums3<true, T, A>(g + off, x + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), &part[p * 3]);
+      } else {
+        plane_grad_sums3<false, T, A>(g + off, x + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), &part[p * 3]);
+      }
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    double s[3] = {0, 0, 0};
+    for (int64_t n = 0; n < N; ++n)
+      for (int j = 0; j < 3; ++j) s[j] += part[(n * C + c) * 3 + j];
+    for (int j = 0; j < 3; ++j) out[j * C + c] = static_cast<A>(s[j]);
+  }
+}
+
+template <bool PRELU, typename T, typename A>
+void block_grad_sums3(const T* g, const T* x, int64_t rows, int64_t C, const ChannelCoefs<A>& k, A* s1, A* s2,
+                      A* s3) {
+  const A *mean = k.mean.data(), *scale = k.scale.data(), *shift = k.shift.data(), *slope = k.slope.data();
+  for (int64_t c = 0; c < C; ++c) s1[c] = 0, s2[c] = 0, s3[c] = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const A centred = to_acc<A>(x[o + c]) - mean[c];
+      const A y = centred * scale[c] + shift[c];
+      const A gv = to_acc<A>(g[o + c]);
+      const A dy = gv * leaky_grad(y, slope[c]);
+      s1[c] += dy;
+      s2[c] += dy * centred;
+      if constexpr (PRELU) s3[c] += prelu_weight_grad(gv, y);
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) s2[c] *= k.rstd[c];
+}
+
+template <typename T, typename A>
+void grad_sums_cl(const T* g, const T* x, int64_t R, int64_t C, const A* mean, const A* rstd, const BnParams<A>& prm,
+                  A* out) {
+  const ChannelCoefs<A> k(mean, rstd, prm, C);
+  const int64_t rows = block_rows<T>(C, R), blocks = (R + rows - 1) / rows;
+  std::vector<A> part(blocks * 3 * C);
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t o = b * rows * C, nr = std::min(rows, R - b * rows);
+      A* p = &part[b * 3 * C];
+      if (prm.prelu != nullptr) {
+        block_grad_sums3<true, T, A>(g + o, x + o, nr, C, k, p, p + C, p + 2 * C);
+      } else {
+        block_grad_sums3<false, T, A>(g + o, x + o, nr, C, k, p, p + C, p + 2 * C);
+      }
+    }
+  });
+  for (int64_t j = 0; j < 3 * C; ++j) {
+    double s = 0;
+    for (int64_t b = 0; b < blocks; ++b) s += part[b * 3 * C + j];
+    out[j] = static_cast<A>(s);
+  }
+}
+
+// dx = scale * (dy - coef_dy - xhat * coef_dyx); the coefficients are mean(dy) and mean(dy * xhat)
+// over the batch in training, 0 in eval (nullptr).
+template <typename T, typename A>
+void grad_input_nchw(const T* g, const T* x, T* dx, int64_t N, int64_t C, int64_t S, const A* mean, const A* rstd,
+                     const BnParams<A>& prm, const A* coef_dy, const A* coef_dyx) {
+  const bool stream = stream_output(dx, N * C * S);
+  (void)stream;
+  at::parallel_for(0, N * C, plane_grain(S), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % C, off = p * S;
+      const A scale = rstd[c] * prm.w(c), cdy = coef_dy ? coef_dy[c] : A(0), cdyx = coef_dyx ? coef_dyx[c] : A(0);
+#ifdef GANCORE_AVX2_KERNELS
+      if constexpr (std::is_same_v<T, float>) {
+        if (stream) {
+          plane_grad_input_stream(g + off, x + off, dx + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), cdy,
+                                  cdyx);
+          continue;
+        }
+      }
+#endif
+      plane_grad_input<T, A>(g + off, x + off, dx + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), cdy, cdyx);
+    }
+  });
+}
+
+template <typename T, typename A>
+void grad_input_cl(const T* g, const T* x, T* dx, int64_t R, int64_t C, const A* mean, const A* rstd,
+                   const BnParams<A>& prm, const A* coef_dy, const A* coef_dyx) {
+  const ChannelCoefs<A> k(mean, rstd, prm, C);
+  std::vector<A> cdy(C, A(0)), cdyx(C, A(0));
+  for (int64_t c = 0; c < C; ++c) {
+    if (coef_dy) cdy[c] = coef_dy[c];
+    if (coef_dyx) cdyx[c] = coef_dyx[c] * k.rstd[c];  // folded: centred * rstd * coef
+  }
+  const int64_t rows = block_rows<T>(C, R), blocks = (R + rows - 1) / rows;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t o = b * rows * C, nr = std::min(rows, R - b * rows);
+      const A *mean_c = k.mean.data(), *scale = k.scale.data(), *shift = k.shift.data(), *slope = k.slope.data();
+      const A *d1 = cdy.data(), *d2 = cdyx.data();
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t i = o + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          const A centred = to_acc<A>(x[i + c]) - mean_c[c];
+          const A dy = to_acc<A>(g[i + c]) * leaky_grad(centred * scale[c] + shift[c], slope[c]);
+          dx[i + c] = from_acc<T>(scale[c] * (dy - d1[c] - centred * d2[c]));
+        }
+      }
+    }
+  });
+}
