@@ -17,6 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .instance_norm import chunked_moments
+
 
 @triton.jit
 def _partial_moments(X, MEAN, M2, C, S, SPLITS, S_SPLIT, stride_n, stride_c, stride_s,
@@ -28,21 +30,7 @@ def _partial_moments(X, MEAN, M2, C, S, SPLITS, S_SPLIT, stride_n, stride_c, str
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = c < C
     row = n.to(tl.int64) * stride_n + c.to(tl.int64)[:, None] * stride_c
-    count = tl.zeros([BLOCK_C], ACC)
-    mean = tl.zeros([BLOCK_C], ACC)
-    m2 = tl.zeros([BLOCK_C], ACC)
-    for s0 in range(s_begin, s_end, BLOCK_S):
-        s = s0 + tl.arange(0, BLOCK_S)
-        mask = c_mask[:, None] & (s < s_end)[None, :]
-        x = tl.load(X + row + s.to(tl.int64)[None, :] * stride_s, mask=mask, other=0).to(ACC)
-        nb = tl.minimum(s_end - s0, BLOCK_S).to(ACC)
-        chunk_mean = tl.sum(x, axis=1) / nb
-        d = tl.where(mask, x - chunk_mean[:, None], 0)
-        total = count + nb
-        delta = chunk_mean - mean
-        mean += delta * (nb / total)
-        m2 += tl.sum(d * d, axis=1) + delta * delta * (count * nb / total)
-        count = total
+    mean, m2 = chunked_moments(X, row, c_mask, s_begin, s_end, stride_s, BLOCK_C, BLOCK_S, ACC)
     tl.store(MEAN + pid * C + c, mean, mask=c_mask)
     tl.store(M2 + pid * C + c, m2, mask=c_mask)
 

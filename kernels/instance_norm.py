@@ -19,21 +19,18 @@ import triton.language as tl
 
 
 @triton.jit
-def _instance_norm_act_fwd(X, RES, W, B, OUT, MEAN, RSTD, C, S, stride_n, stride_c, stride_s, eps, slope,
-                           HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_RES: tl.constexpr,
-                           BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, ACC: tl.constexpr):
-    n = tl.program_id(0)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = c < C
-    row = n.to(tl.int64) * stride_n + c.to(tl.int64)[:, None] * stride_c
+def chunked_moments(X, row, c_mask, s_begin, s_end, stride_s,
+                    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, ACC: tl.constexpr):
+    """Mean and M2 (sum of squares about the mean) of positions [s_begin, s_end) of BLOCK_C channels
+    (offsets `row`): per chunk the chunk mean and the squares about it, merged with Chan's formula."""
     count = tl.zeros([BLOCK_C], ACC)
     mean = tl.zeros([BLOCK_C], ACC)
     m2 = tl.zeros([BLOCK_C], ACC)
-    for s0 in range(0, S, BLOCK_S):
+    for s0 in range(s_begin, s_end, BLOCK_S):
         s = s0 + tl.arange(0, BLOCK_S)
-        mask = c_mask[:, None] & (s < S)[None, :]
+        mask = c_mask[:, None] & (s < s_end)[None, :]
         x = tl.load(X + row + s.to(tl.int64)[None, :] * stride_s, mask=mask, other=0).to(ACC)
-        nb = tl.minimum(S - s0, BLOCK_S).to(ACC)
+        nb = tl.minimum(s_end - s0, BLOCK_S).to(ACC)
         chunk_mean = tl.sum(x, axis=1) / nb
         d = tl.where(mask, x - chunk_mean[:, None], 0)
         total = count + nb
@@ -41,6 +38,18 @@ def _instance_norm_act_fwd(X, RES, W, B, OUT, MEAN, RSTD, C, S, stride_n, stride
         mean += delta * (nb / total)
         m2 += tl.sum(d * d, axis=1) + delta * delta * (count * nb / total)
         count = total
+    return mean, m2
+
+
+@triton.jit
+def _instance_norm_act_fwd(X, RES, W, B, OUT, MEAN, RSTD, C, S, stride_n, stride_c, stride_s, eps, slope,
+                           HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_RES: tl.constexpr,
+                           BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, ACC: tl.constexpr):
+    n = tl.program_id(0)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = c < C
+    row = n.to(tl.int64) * stride_n + c.to(tl.int64)[:, None] * stride_c
+    mean, m2 = chunked_moments(X, row, c_mask, 0, S, stride_s, BLOCK_C, BLOCK_S, ACC)
     rstd = 1 / tl.sqrt(m2 / S + eps)
     tl.store(MEAN + n * C + c, mean, mask=c_mask)
     tl.store(RSTD + n * C + c, rstd, mask=c_mask)

@@ -27,6 +27,7 @@ import torch.distributed as dist
 
 from gancore import _ext
 from gancore.ops import _dispatch
+from gancore.ops._checks import check_channel_vector, check_eps, check_residual, check_slope
 from gancore.ops._vjp import vjp
 from gancore.ops.instance_norm import _acc_dtype, _as_param, _dense, _like
 
@@ -105,7 +106,7 @@ def _validate(x, weight, bias, running_mean, running_var, training, momentum, ep
         raise TypeError(f"{name}: training must be a bool, got {type(training).__name__}")
     C = x.shape[1]
     for arg, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        _check_vector(name, arg, t, C, x)
+        check_channel_vector(name, arg, t, x)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{name}: running_mean and running_var must be given together (or both None)")
     if not training and running_mean is None:
@@ -121,14 +122,7 @@ def _validate(x, weight, bias, running_mean, running_var, training, momentum, ep
     if num_batches_tracked is not None and (not isinstance(num_batches_tracked, torch.Tensor)
                                             or num_batches_tracked.numel() != 1):
         raise ValueError(f"{name}: num_batches_tracked must be a one-element tensor, got {num_batches_tracked!r}")
-    if residual is not None:
-        if not isinstance(residual, torch.Tensor) or residual.shape != x.shape:
-            shape = tuple(residual.shape) if isinstance(residual, torch.Tensor) else type(residual).__name__
-            raise ValueError(f"{name}: residual must have the shape of x {tuple(x.shape)}, got {shape}")
-        if residual.dtype != x.dtype:
-            raise TypeError(f"{name}: residual dtype {residual.dtype} differs from x dtype {x.dtype}")
-        if residual.device != x.device:
-            raise ValueError(f"{name}: residual is on {residual.device} but x is on {x.device}")
+    check_residual(name, residual, x)
     if activation not in ACTIVATIONS:
         raise ValueError(f"{name}: activation must be one of {ACTIVATIONS}, got {activation!r}")
     if activation == "prelu":
@@ -143,22 +137,10 @@ def _validate(x, weight, bias, running_mean, running_var, training, momentum, ep
                              f"got {prelu_weight.dtype} on {prelu_weight.device}")
     elif prelu_weight is not None:
         raise ValueError(f"{name}: prelu_weight is only used with activation='prelu', got {activation!r}")
-    if not eps > 0:
-        raise ValueError(f"{name}: eps must be positive, got {eps}")
-    return {"leaky_relu": float(negative_slope), "relu": 0.0, "identity": 1.0, "prelu": 0.0}[activation]
-
-
-def _check_vector(name, arg, t, C, x) -> None:
-    if t is None:
-        return
-    if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != C:
-        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-        raise ValueError(f"{name}: {arg} must have shape ({C},) to match the {C} channels of x {tuple(x.shape)}, "
-                         f"got {shape}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name}: {arg} must be floating point, got {t.dtype}")
-    if t.device != x.device:
-        raise ValueError(f"{name}: {arg} is on {t.device} but x is on {x.device}")
+    check_eps(name, eps)
+    if activation != "leaky_relu":
+        return 0.0 if activation in ("relu", "prelu") else 1.0
+    return check_slope(name, negative_slope)
 
 
 # ---- reference formulas (the oracle, the "ref" backend's steps, the source of the double backward) ----

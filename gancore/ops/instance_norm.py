@@ -13,12 +13,11 @@ reference formulas through torch.autograd.grad (gancore.ops._vjp), differentiabl
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from gancore import _ext
 from gancore.ops import _dispatch
+from gancore.ops._checks import check_channel_vector, check_eps, check_residual, check_slope
 from gancore.ops._vjp import vjp
 
 OP = "instance_norm_act"
@@ -77,40 +76,15 @@ def _validate(x, weight, bias, residual, eps, activation, negative_slope) -> flo
     if spatial == 0 or x.shape[1] == 0:
         raise ValueError(f"instance_norm_act: x needs at least one channel and one spatial element, "
                          f"got shape {tuple(x.shape)}")
-    C = x.shape[1]
     for name, t in (("weight", weight), ("bias", bias)):
-        if t is None:
-            continue
-        if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != C:
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"instance_norm_act: {name} must have shape ({C},) to match the {C} channels "
-                             f"of x {tuple(x.shape)}, got {shape}")
-        if not t.is_floating_point():
-            raise TypeError(f"instance_norm_act: {name} must be floating point, got {t.dtype}")
-        if t.device != x.device:
-            raise ValueError(f"instance_norm_act: {name} is on {t.device} but x is on {x.device}")
-    if residual is not None:
-        if not isinstance(residual, torch.Tensor) or residual.shape != x.shape:
-            shape = tuple(residual.shape) if isinstance(residual, torch.Tensor) else type(residual).__name__
-            raise ValueError(f"instance_norm_act: residual must have the shape of x {tuple(x.shape)}, got {shape}")
-        if residual.dtype != x.dtype:
-            raise TypeError(f"instance_norm_act: residual dtype {residual.dtype} differs from x dtype {x.dtype}")
-        if residual.device != x.device:
-            raise ValueError(f"instance_norm_act: residual is on {residual.device} but x is on {x.device}")
+        check_channel_vector(OP, name, t, x)
+    check_residual(OP, residual, x)
     if activation not in ACTIVATIONS:
         raise ValueError(f"instance_norm_act: activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise TypeError(f"instance_norm_act: eps must be a number, got {type(eps).__name__} {eps!r}")
-    if not eps > 0 or eps == math.inf:
-        raise ValueError(f"instance_norm_act: eps must be positive and finite, got {eps}")
+    check_eps(OP, eps)
     if activation != "leaky_relu":
         return 0.0 if activation == "relu" else 1.0
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
-        raise TypeError(f"instance_norm_act: negative_slope must be a number, got {type(negative_slope).__name__} "
-                        f"{negative_slope!r}")
-    if not math.isfinite(negative_slope):
-        raise ValueError(f"instance_norm_act: negative_slope must be finite, got {negative_slope}")
-    return float(negative_slope)
+    return check_slope(OP, negative_slope)
 
 
 def _as_param(t: torch.Tensor | None, acc: torch.dtype) -> torch.Tensor | None:
