@@ -34,8 +34,8 @@ def test_bad_override_syntax(item, message):
 def test_defaults_resolve_to_the_family_and_its_data():
     config = build_config("dcgan")
     assert config == default_config("dcgan") == resolve(config)
-    assert config["model"]["resolution"] == 64 and config["data"] == {"name": "shapes"}
-    assert config["model"]["betas_g"] == [0.5, 0.999]
+    assert config["model"]["resolution"] == 32 and config["data"] == {"name": "shapes"}
+    assert config["model"]["betas_g"] == [0.5, 0.99]
 
 
 def test_precedence_file_then_data_then_set_then_flags(tmp_path):
