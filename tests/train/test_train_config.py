@@ -99,9 +99,9 @@ def test_config_file_errors(tmp_path):
 
 def test_diff_lists_changes_but_not_resume_safe_keys():
     old = build_config("dcgan")
-    new = build_config("dcgan", overrides=["model.g_width=32", "train.steps=5", "log.every=1",
+    new = build_config("dcgan", overrides=["model.g_width=16", "train.steps=5", "log.every=1",
                                            "train.precision=bf16"])
-    assert config_diff(old, new) == ["model.g_width: 64 -> 32", "train.precision: 'fp32' -> 'bf16'"]
+    assert config_diff(old, new) == ["model.g_width: 32 -> 16", "train.precision: 'fp32' -> 'bf16'"]
     assert config_diff(old, old) == []
 
 
