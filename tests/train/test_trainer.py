@@ -75,7 +75,7 @@ def test_resume_with_another_config_is_refused_unless_forced(tmp_path):
     changed = tiny_config("dcgan", "model.lr_d=0.001", "model.betas_d=[0.0, 0.9]", steps=4)
     with pytest.raises(ConfigMismatchError) as err:
         Trainer(changed, str(tmp_path), resume=True)
-    assert "model.lr_d: 0.0002 -> 0.001" in str(err.value) and "model.betas_d" in str(err.value)
+    assert "model.lr_d: 0.002 -> 0.001" in str(err.value) and "model.betas_d" in str(err.value)
     forced = Trainer(changed, str(tmp_path), resume=True, force=True)
     forced.fit()
     group = forced.optimizers["D"].param_groups[0]
