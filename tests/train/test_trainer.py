@@ -197,7 +197,8 @@ def test_learning_rate_schedules(schedule, warmup, expected):
                                   steps=4))
     assert [pytest.approx(trainer._lr_factor(s)) for s in (0, 2, 4)] == expected
     trainer.train_step()
-    assert trainer.optimizers["G"].param_groups[0]["lr"] == pytest.approx(2e-4 * trainer._lr_factor(0))
+    base_lr = trainer.config["model"]["lr_g"]
+    assert trainer.optimizers["G"].param_groups[0]["lr"] == pytest.approx(base_lr * trainer._lr_factor(0))
 
 
 def test_ema_follows_the_weights_with_a_ramped_decay():
