@@ -39,9 +39,10 @@ def test_usage_errors_are_named(argv, message, capsys):
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli("train", "dcgan", "--out", out, "--dry-run") == 0
+    paper = ["--set", "model.resolution=64", "--set", "model.g_width=64", "--set", "model.d_width=64"]
+    assert cli("train", "dcgan", "--out", out, *paper, "--dry-run") == 0
     plan = capsys.readouterr().out
-    assert "DCGANGenerator, 3.577M parameters" in plan  # the paper's 64x64 generator
+    assert "DCGANGenerator, 3.577M parameters" in plan  # the paper's 64x64 generator (not the demo default)
     assert "phase      D: optimises D, every step" in plan and "steps      0 -> 10000" in plan
     assert not out.exists()
 

@@ -34,8 +34,8 @@ def test_bad_override_syntax(item, message):
 def test_defaults_resolve_to_the_family_and_its_data():
     config = build_config("dcgan")
     assert config == default_config("dcgan") == resolve(config)
-    assert config["model"]["resolution"] == 64 and config["data"] == {"name": "shapes"}
-    assert config["model"]["betas_g"] == [0.5, 0.999]
+    assert config["model"]["resolution"] == 32 and config["data"] == {"name": "shapes"}
+    assert config["model"]["betas_g"] == [0.5, 0.99]
 
 
 def test_precedence_file_then_data_then_set_then_flags(tmp_path):
@@ -99,9 +99,9 @@ def test_config_file_errors(tmp_path):
 
 def test_diff_lists_changes_but_not_resume_safe_keys():
     old = build_config("dcgan")
-    new = build_config("dcgan", overrides=["model.g_width=32", "train.steps=5", "log.every=1",
+    new = build_config("dcgan", overrides=["model.g_width=16", "train.steps=5", "log.every=1",
                                            "train.precision=bf16"])
-    assert config_diff(old, new) == ["model.g_width: 64 -> 32", "train.precision: 'fp32' -> 'bf16'"]
+    assert config_diff(old, new) == ["model.g_width: 32 -> 16", "train.precision: 'fp32' -> 'bf16'"]
     assert config_diff(old, old) == []
 
 

@@ -75,7 +75,7 @@ def test_resume_with_another_config_is_refused_unless_forced(tmp_path):
     changed = tiny_config("dcgan", "model.lr_d=0.001", "model.betas_d=[0.0, 0.9]", steps=4)
     with pytest.raises(ConfigMismatchError) as err:
         Trainer(changed, str(tmp_path), resume=True)
-    assert "model.lr_d: 0.0002 -> 0.001" in str(err.value) and "model.betas_d" in str(err.value)
+    assert "model.lr_d: 0.002 -> 0.001" in str(err.value) and "model.betas_d" in str(err.value)
     forced = Trainer(changed, str(tmp_path), resume=True, force=True)
     forced.fit()
     group = forced.optimizers["D"].param_groups[0]
@@ -197,7 +197,8 @@ def test_learning_rate_schedules(schedule, warmup, expected):
                                   steps=4))
     assert [pytest.approx(trainer._lr_factor(s)) for s in (0, 2, 4)] == expected
     trainer.train_step()
-    assert trainer.optimizers["G"].param_groups[0]["lr"] == pytest.approx(2e-4 * trainer._lr_factor(0))
+    base_lr = trainer.config["model"]["lr_g"]
+    assert trainer.optimizers["G"].param_groups[0]["lr"] == pytest.approx(base_lr * trainer._lr_factor(0))
 
 
 def test_ema_follows_the_weights_with_a_ramped_decay():
