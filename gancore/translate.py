@@ -110,11 +110,15 @@ def _run_generator(state: dict, direction: str | None, fused: bool) -> tuple[nn.
 def load_generator(path: str, *, direction: str | None = None, arch: str = "resnet_9blocks",
                    fused: bool = True) -> tuple[nn.Module, str]:
     """(generator, description) from a run folder, a gancore checkpoint or a reference state_dict file."""
-    path = ckpt.find_checkpoint(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or unsafe files
-        raise ckpt.CheckpointError(f"cannot load {path!r}: {err}") from err
+    if os.path.isdir(path):
+        path, state = ckpt.load_latest(path)  # a run folder: its newest readable checkpoint
+    elif not os.path.isfile(path):
+        raise ckpt.CheckpointError(f"no such run folder or checkpoint file: {path!r}")
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for corrupt or unsafe files
+            raise ckpt.CheckpointError(f"cannot load {path!r}: {err}") from err
     if not isinstance(state, dict):
         raise ckpt.CheckpointError(f"{path!r} holds a {type(state).__name__}, not a checkpoint or a state_dict")
     if "config" in state and "nets" in state:
