@@ -17,18 +17,24 @@ import torch
 import triton
 import triton.language as tl
 
-from .instance_norm import chunked_moments
+from .instance_norm import chunked_moments, strided_geometry
 
 
 @triton.jit
-def _partial_moments(X, MEAN, M2, C, S, SPLITS, S_SPLIT, stride_n, stride_c, stride_s,
-                     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, ACC: tl.constexpr):
+def _slice_of_program(C, S, SPLITS, S_SPLIT, BLOCK_C: tl.constexpr):
+    """This program's sample n, its slice [s_begin, s_end) of the spatial dims and its block of channels."""
     pid = tl.program_id(0)
     n = pid // SPLITS
     s_begin = (pid % SPLITS) * S_SPLIT
     s_end = tl.minimum(S, s_begin + S_SPLIT)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = c < C
+    return pid, n, s_begin, s_end, c, c < C
+
+
+@triton.jit
+def _partial_moments(X, MEAN, M2, C, S, SPLITS, S_SPLIT, stride_n, stride_c, stride_s,
+                     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, ACC: tl.constexpr):
+    pid, n, s_begin, s_end, c, c_mask = _slice_of_program(C, S, SPLITS, S_SPLIT, BLOCK_C)
     row = n.to(tl.int64) * stride_n + c.to(tl.int64)[:, None] * stride_c
     mean, m2 = chunked_moments(X, row, c_mask, s_begin, s_end, stride_s, BLOCK_C, BLOCK_S, ACC)
     tl.store(MEAN + pid * C + c, mean, mask=c_mask)
@@ -87,12 +93,7 @@ def _bn_apply(X, RES, W, B, A, MEAN, RSTD, OUT, C, S, S_BLOCKS, stride_n, stride
 def _bn_grad_sums(G, X, W, B, A, MEAN, RSTD, SUMS, C, S, SPLITS, S_SPLIT, P, stride_n, stride_c, stride_s, slope,
                   HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_A: tl.constexpr, A_PER_CHANNEL: tl.constexpr,
                   BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, ACC: tl.constexpr):
-    pid = tl.program_id(0)
-    n = pid // SPLITS
-    s_begin = (pid % SPLITS) * S_SPLIT
-    s_end = tl.minimum(S, s_begin + S_SPLIT)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = c < C
+    pid, n, s_begin, s_end, c, c_mask = _slice_of_program(C, S, SPLITS, S_SPLIT, BLOCK_C)
     mean, rstd, scale, shift, k = _coefs(W, B, A, MEAN, RSTD, c, c_mask, slope, HAS_W, HAS_B, HAS_A, A_PER_CHANNEL,
                                          ACC)
     row = n.to(tl.int64) * stride_n + c.to(tl.int64)[:, None] * stride_c
@@ -136,15 +137,6 @@ def _bn_grad_input(G, X, W, B, A, MEAN, RSTD, CDY, CDYX, DX, C, S, S_BLOCKS, str
 
 # ---- launchers -----------------------------------------------------------------------------------
 
-def _geometry(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
-    """(N, C, S, stride_n, stride_c, stride_s) of a contiguous or channels-last (N, C, *spatial) x."""
-    N, C = x.shape[:2]
-    S = x.numel() // (N * C)
-    if x.is_contiguous():
-        return N, C, S, C * S, S, 1
-    return N, C, S, C * S, 1, C
-
-
 def _blocks(C: int, S: int, stride_s: int) -> tuple[int, int]:
     if stride_s == 1:  # NCHW: one channel per program, long vectors along the plane
         return 1, min(1024, triton.next_power_of_2(S))
@@ -169,7 +161,7 @@ def _stats_dtype(x: torch.Tensor) -> torch.dtype:
 
 def partial_stats(x):
     """(count (P,), mean (P, C), M2 (P, C)) of P = N * slices disjoint parts of the batch."""
-    N, C, S, sn, sc, ss = _geometry(x)
+    N, C, S, sn, sc, ss = strided_geometry(x)
     block_c, block_s = _blocks(C, S, ss)
     splits, per = _splits(N, C, S, block_c, block_s)
     P = N * splits
@@ -191,7 +183,7 @@ def _param_args(weight, bias, prelu, mean):
 
 
 def _elementwise_grid(x):
-    N, C, S, sn, sc, ss = _geometry(x)
+    N, C, S, sn, sc, ss = strided_geometry(x)
     block_c, block_s = _blocks(C, S, ss)
     s_blocks = triton.cdiv(S, block_s)
     return (N * s_blocks, triton.cdiv(C, block_c)), dict(C=C, S=S, S_BLOCKS=s_blocks, stride_n=sn, stride_c=sc,
@@ -209,7 +201,7 @@ def apply(x, weight, bias, prelu, residual, mean, rstd, slope: float):
 
 def grad_sums(grad, x, weight, bias, prelu, mean, rstd, slope: float):
     """(3, C): sums of dy, dy * xhat and grad * min(y, 0) (zeros without PReLU)."""
-    N, C, S, sn, sc, ss = _geometry(x)
+    N, C, S, sn, sc, ss = strided_geometry(x)
     block_c, block_s = _blocks(C, S, ss)
     splits, per = _splits(N, C, S, block_c, block_s)
     P = N * splits

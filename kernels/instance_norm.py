@@ -121,7 +121,7 @@ def _instance_norm_act_bwd(G, X, W, B, MEAN, RSTD, DX, SUM_DY, SUM_DY_XHAT, C, S
 # ---- launchers ---------------------------------------------------------------------------------
 
 
-def _geometry(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
+def strided_geometry(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
     """(N, C, S, stride_n, stride_c, stride_s) of a contiguous or channels-last (N, C, *spatial) x."""
     N, C = x.shape[:2]
     S = x.numel() // (N * C)
@@ -142,7 +142,7 @@ def _acc(dtype: torch.dtype):
 
 
 def forward(x, weight, bias, residual, eps: float, slope: float):
-    N, C, S, sn, sc, ss = _geometry(x)
+    N, C, S, sn, sc, ss = strided_geometry(x)
     out = torch.empty_like(x)
     stats_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     mean = torch.empty((N, C), device=x.device, dtype=stats_dtype)
@@ -158,7 +158,7 @@ def forward(x, weight, bias, residual, eps: float, slope: float):
 
 
 def backward(grad, x, weight, bias, mean, rstd, slope: float):
-    N, C, S, sn, sc, ss = _geometry(x)
+    N, C, S, sn, sc, ss = strided_geometry(x)
     dx = torch.empty_like(x)
     sums = torch.empty((2, N, C), device=x.device, dtype=mean.dtype)
     block_c, block_s = _blocks(C, S, ss)
