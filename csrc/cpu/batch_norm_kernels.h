@@ -44,12 +44,7 @@ void stats_cl(const T* x, int64_t R, int64_t C, A* mean, A* m2) {
     }
   });
   for (int64_t c = 0; c < C; ++c) {
-    Moments m;
-    for (int64_t k = 0; k < blocks; ++k) {
-      const int64_t nr = std::min(rows, R - k * rows);
-      m.merge(static_cast<double>(nr), static_cast<double>(part_mean[k * C + c]),
-              static_cast<double>(part_m2[k * C + c]));
-    }
+    const Moments m = merge_block_moments(part_mean.data(), part_m2.data(), blocks, rows, R, C, c);
     mean[c] = static_cast<A>(m.mean);
     m2[c] = static_cast<A>(m.m2);
   }

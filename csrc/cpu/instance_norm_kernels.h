@@ -139,12 +139,7 @@ void forward_cl(const T* x, const T* res, T* out, A* mean_out, A* rstd_out, int6
       }
     });
     for (int64_t c = 0; c < C; ++c) {
-      Moments m;
-      for (int64_t k = 0; k < blocks; ++k) {
-        const int64_t nr = std::min(rows, S - k * rows);
-        m.merge(static_cast<double>(nr), static_cast<double>(part_mean[k * C + c]),
-                static_cast<double>(part_m2[k * C + c]));
-      }
+      const Moments m = merge_block_moments(part_mean.data(), part_m2.data(), blocks, rows, S, C, c);
       const A rstd = static_cast<A>(1.0 / std::sqrt(m.m2 / m.count + static_cast<double>(eps)));
       mean[c] = static_cast<A>(m.mean);
       scale[c] = rstd * aff.w(c);

@@ -183,6 +183,20 @@ void block_moments(const T* x, int64_t rows, int64_t C, A* mean, A* m2) {
   }
 }
 
+// Channel c's moments over `total` rows cut into blocks of `rows`, from the blocks' partials,
+// merged in block order with Chan's formula (deterministic, whatever the thread count).
+template <typename A>
+Moments merge_block_moments(const A* part_mean, const A* part_m2, int64_t blocks, int64_t rows, int64_t total,
+                            int64_t C, int64_t c) {
+  Moments m;
+  for (int64_t k = 0; k < blocks; ++k) {
+    const int64_t nr = std::min(rows, total - k * rows);
+    m.merge(static_cast<double>(nr), static_cast<double>(part_mean[k * C + c]),
+            static_cast<double>(part_m2[k * C + c]));
+  }
+  return m;
+}
+
 // Rows per channels-last block: ~64 KiB of input, so the second pass reads from L2.
 template <typename T>
 int64_t block_rows(int64_t C, int64_t S) {
