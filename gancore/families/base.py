@@ -54,12 +54,16 @@ class DataSpec:
 
 @dataclass
 class Network:
-    """A trainable network and how to optimise it (Adam; each network its own rates: TTUR)."""
+    """A trainable network and how to optimise it (each network its own optimiser and rates: TTUR)."""
 
     module: nn.Module
     lr: float
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
+    #: "adam", "rmsprop" (WGAN's weight-clipped critic) or "sgd" (e.g. SGD for D, Adam for G).
+    optimizer: str = "adam"
+    #: Momentum of "sgd" and "rmsprop" (Adam uses `betas`).
+    momentum: float = 0.0
     #: Keep an exponential moving average of the weights (for generators), when train.ema_beta > 0.
     ema: bool = False
     #: Differentiated twice (e.g. a critic under a gradient penalty): never wrapped by torch.compile.
@@ -109,6 +113,9 @@ class Phase:
     network: str
     loss: PhaseLoss
     every: int = 1
+    #: Called with the optimised (unwrapped) module after each applied update, under no_grad:
+    #: e.g. WGAN's weight clipping.
+    after_step: Callable[[nn.Module], None] | None = None
 
     def due(self, step: int) -> bool:
         return (step + 1) % self.every == 0

@@ -139,6 +139,24 @@ def _restore_rng(state: Mapping, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
+_OPTIMIZERS = {"adam", "rmsprop", "sgd"}
+
+
+def _make_optimizer(module: nn.Module, spec: Network) -> torch.optim.Optimizer:
+    params, decay = module.parameters(), spec.weight_decay
+    if spec.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=spec.lr, momentum=spec.momentum, weight_decay=decay)
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=decay)
+    return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, weight_decay=decay)
+
+
+def _describe_optimizer(spec: Network) -> str:
+    if spec.optimizer == "adam":
+        return f"Adam(lr={spec.lr:g}, betas={tuple(spec.betas)})"
+    return f"{'RMSprop' if spec.optimizer == 'rmsprop' else 'SGD'}(lr={spec.lr:g}, momentum={spec.momentum:g})"
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
@@ -200,9 +218,7 @@ class Trainer:
                     self.nets[name].compile(**({} if tc.compile is True else {"backend": tc.compile}))
         self.wrapped = {name: self._wrap(m) for name, m in self.nets.items()}
         self._check_optimizer_settings(specs)
-        self.optimizers = {name: torch.optim.Adam(self.nets[name].parameters(), lr=spec.lr, betas=spec.betas,
-                                                  weight_decay=spec.weight_decay)
-                           for name, spec in specs.items()}
+        self.optimizers = {name: _make_optimizer(self.nets[name], spec) for name, spec in specs.items()}
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
         # Training-time randomness: one stream shared by all processes for per-sample draws, and a
         # global RNG per process for anything else a network does (dropout, ...).
@@ -275,9 +291,15 @@ class Trainer:
                                   f"every={phase.every}")
 
     def _check_optimizer_settings(self, specs: Mapping[str, Network]) -> None:
-        """Adam's hyper-parameters as the family set them from the model section, checked here so that
-        every family gets a message naming the network rather than torch's bare ValueError."""
+        """The optimisers' hyper-parameters as the family set them from the model section, checked here so
+        that every family gets a message naming the network rather than torch's bare ValueError."""
         for name, spec in specs.items():
+            if spec.optimizer not in _OPTIMIZERS:
+                raise ConfigError(f"model: the optimiser of {name!r} must be one of {sorted(_OPTIMIZERS)}, got "
+                                  f"{spec.optimizer!r}")
+            if not (isinstance(spec.momentum, (int, float)) and 0.0 <= spec.momentum < 1.0):
+                raise ConfigError(f"model: the momentum of {name!r} must be a number in [0, 1), got "
+                                  f"{spec.momentum!r}")
             if not (isinstance(spec.lr, (int, float)) and math.isfinite(spec.lr) and spec.lr > 0):
                 raise ConfigError(f"model: the learning rate of {name!r} must be a positive finite number, "
                                   f"got {spec.lr!r} (see the model section's lr settings)")
@@ -383,6 +405,9 @@ class Trainer:
                 self.scaler.step(optimizer)
             else:
                 optimizer.step()
+            if phase.after_step is not None:
+                with torch.no_grad():
+                    phase.after_step(self.nets[name])
             if name in self.ema:
                 self.ema[name].update(self.nets[name])
         optimizer.zero_grad(set_to_none=True)
@@ -657,7 +682,7 @@ class Trainer:
                       "compiled" if tc.compile and not spec.double_backward else "",
                       "double backward" if spec.double_backward else ""]
             lines.append(f"network    {name}: {type(spec.module).__name__}, {params / 1e6:.3f}M parameters, "
-                         f"Adam(lr={spec.lr:g}, betas={tuple(spec.betas)})"
+                         + _describe_optimizer(spec)
                          + "".join(f", {e}" for e in extras if e))
         for phase in self.phases:
             when = "every step" if phase.every == 1 else f"every {phase.every} steps"

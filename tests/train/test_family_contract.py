@@ -2,11 +2,12 @@
 
 from dataclasses import dataclass
 
+import pytest
 import torch
 from torch import nn
 
 from gancore.families import get_family, list_families, register_family
-from gancore.families.base import DataSpec, Family, Network, Phase
+from gancore.families.base import ConfigError, DataSpec, Family, Network, Phase
 from gancore.losses import d_nonsaturating, g_nonsaturating
 from gancore.train import Trainer, build_config
 from tests.train.trainhelpers import QUIET
@@ -87,3 +88,65 @@ def test_a_family_defined_outside_the_package_trains_with_its_phases(tmp_path):
     log = (tmp_path / "log.jsonl").read_text()
     assert '"Dreg/weight_norm"' in log and '"G/loss"' in log
     assert (tmp_path / "samples" / "final.png").exists()  # 2-D points: a scatter plot
+
+
+@dataclass
+class ClippedConfig:
+    optimizer: str = "rmsprop"
+    clip: float = 0.01
+
+
+@register_family
+class ToyClipped(Family):
+    """A linear critic under RMSprop with weight clipping after every update (WGAN's recipe), G under SGD."""
+
+    name = "toy-clipped"
+    summary = "test family: RMSprop critic clipped to +-clip after each update, SGD generator"
+    Config = ClippedConfig
+    default_data = {"name": "ring", "modes": 1, "radius": 3.0, "std": 0.5, "size": 256}
+    clipped_steps: list = []
+
+    def build(self, spec: DataSpec) -> dict[str, Network]:
+        self.spec = spec
+        return {"G": Network(nn.Linear(4, spec.shape[0]), lr=0.05, optimizer="sgd", momentum=0.5),
+                "D": Network(nn.Linear(spec.shape[0], 1), lr=0.05, optimizer=self.config.optimizer)}
+
+    def _clip(self, module: nn.Module) -> None:
+        assert not torch.is_grad_enabled()
+        self.clipped_steps.append(1)
+        for p in module.parameters():
+            p.clamp_(-self.config.clip, self.config.clip)
+
+    def phases(self) -> list[Phase]:
+        return [Phase("D", "D", self.loss_d, after_step=self._clip), Phase("G", "G", self.loss_g)]
+
+    def loss_d(self, ctx):
+        fake = ctx.nets["G"](ctx.randn(4))
+        return {"loss": ctx.nets["D"](fake).mean() - ctx.nets["D"](ctx.batch["x"]).mean()}
+
+    def loss_g(self, ctx):
+        return {"loss": -ctx.nets["D"](ctx.nets["G"](ctx.randn(4))).mean()}
+
+    def make_latents(self, n, generator, device):
+        return torch.randn(n, 4, generator=generator, device=device)
+
+    def generate(self, nets, latents):
+        return nets["G"](latents)
+
+
+def test_networks_get_the_optimiser_they_ask_for_and_phases_run_their_after_step(tmp_path):
+    ToyClipped.clipped_steps.clear()
+    trainer = Trainer(build_config("toy-clipped", overrides=QUIET + ["train.steps=3", "train.batch_size=8"]))
+    assert type(trainer.optimizers["D"]) is torch.optim.RMSprop
+    assert type(trainer.optimizers["G"]) is torch.optim.SGD
+    assert trainer.optimizers["G"].param_groups[0]["momentum"] == 0.5
+    assert "RMSprop(lr=0.05" in trainer.plan() and "SGD(lr=0.05, momentum=0.5)" in trainer.plan()
+    trainer.fit()
+    assert len(ToyClipped.clipped_steps) == 3
+    weights = torch.cat([p.flatten() for p in trainer.nets["D"].parameters()])
+    assert weights.abs().max() <= 0.01 and weights.abs().max() > 0  # clipped, and lr 0.05 pushed it there
+
+
+def test_an_unknown_optimiser_is_a_config_error_naming_the_network():
+    with pytest.raises(ConfigError, match="optimiser of 'D' must be one of"):
+        Trainer(build_config("toy-clipped", overrides=QUIET + ["model.optimizer=lbfgs"]))
