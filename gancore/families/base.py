@@ -36,6 +36,11 @@ def check_positive(key: str, value: float, minimum: float = 1) -> None:
         raise ConfigError(f"{key}: must be >= {minimum}, got {value!r}")
 
 
+def check_power_of_two(key: str, value: int, minimum: int = 8) -> None:
+    if not isinstance(value, int) or value < minimum or value & (value - 1):
+        raise ConfigError(f"{key}: must be a power of two >= {minimum}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What the data looks like, as far as building networks is concerned."""
@@ -98,6 +103,15 @@ class PhaseContext:
         return self._draw("rand", shape)
 
 
+def check_image_spec(family: str, spec: DataSpec, channels: int, resolution: int) -> None:
+    """Refuse data whose samples are not (channels, resolution, resolution) images, saying what came."""
+    want = (channels, resolution, resolution)
+    if tuple(spec.shape) != want:
+        raise ConfigError(f"{family} needs images of shape {want} under '{spec.key}', but the data gives "
+                          f"{tuple(spec.shape)}: pick an image dataset (data.name) or set model.resolution / "
+                          f"model.channels to match")
+
+
 PhaseLoss = Callable[[PhaseContext], dict[str, torch.Tensor]]
 
 
@@ -146,8 +160,9 @@ class Family:
         return cls.Config(**(values or {}))
 
     def data_hints(self) -> dict:
-        """Options passed to the dataset when it has them and the user left them unset."""
-        return {}
+        """Options passed to the dataset when it has them and the user left them unset: by default the
+        config's `resolution` and `channels`, where it has them."""
+        return {key: getattr(self.config, key) for key in ("resolution", "channels") if hasattr(self.config, key)}
 
     def build(self, spec: DataSpec) -> dict[str, Network]:
         raise NotImplementedError
@@ -168,10 +183,15 @@ class Family:
         """Restore what state_dict() returned."""
 
     def make_latents(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        raise NotImplementedError
+        """The inputs of `n` samples: by default Gaussian latents of the config's `latent_dim`."""
+        latent_dim = getattr(self.config, "latent_dim", None)
+        if latent_dim is None:
+            raise NotImplementedError(f"family {self.name!r} has no latent_dim: it must define make_latents")
+        return torch.randn(n, latent_dim, generator=generator, device=device)
 
     def generate(self, nets: Mapping[str, nn.Module], latents: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Samples from the inputs make_latents drew: by default the generator "G" applied to them."""
+        return nets["G"](latents)
 
     def save_samples(self, samples: torch.Tensor, path: str) -> None:
         """Write generated samples as a PNG: a grid for images, a scatter plot for 2-D points."""

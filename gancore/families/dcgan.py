@@ -10,22 +10,21 @@ Two phases, both every step: D on real images and fresh fakes, then G through th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from gancore.families import register_family
 from gancore.families.base import (
-    ConfigError,
     DataSpec,
     Family,
     Network,
     Phase,
     PhaseContext,
     check_choice,
+    check_image_spec,
     check_positive,
+    check_power_of_two,
 )
 from gancore.losses import ADVERSARIAL_LOSSES, adversarial_losses
 from gancore.models.dcgan import NORMS, DCGANDiscriminator, DCGANGenerator
@@ -51,19 +50,9 @@ class DCGANConfig:
         check_choice("model.loss", self.loss, tuple(sorted(ADVERSARIAL_LOSSES)))
         check_choice("model.norm", self.norm, NORMS)
         check_choice("model.channels", self.channels, (1, 3))
-        if self.resolution < 8 or self.resolution & (self.resolution - 1):
-            raise ConfigError(f"model.resolution: must be a power of two >= 8, got {self.resolution}")
+        check_power_of_two("model.resolution", self.resolution)
         for key in ("latent_dim", "g_width", "d_width"):
             check_positive(f"model.{key}", getattr(self, key))
-
-
-def check_image_spec(family: str, spec: DataSpec, channels: int, resolution: int) -> None:
-    """Refuse data whose samples are not (channels, resolution, resolution) images, saying what came."""
-    want = (channels, resolution, resolution)
-    if tuple(spec.shape) != want:
-        raise ConfigError(f"{family} needs images of shape {want} under '{spec.key}', but the data gives "
-                          f"{tuple(spec.shape)}: pick an image dataset (data.name) or set model.resolution / "
-                          f"model.channels to match")
 
 
 @register_family
@@ -73,9 +62,6 @@ class DCGAN(Family):
     Config = DCGANConfig
     default_data = {"name": "shapes"}
     default_train = {"batch_size": 32}  # the demo: half the paper's 64 halves the time, at the same 200-step FD
-
-    def data_hints(self) -> dict:
-        return {"resolution": self.config.resolution, "channels": self.config.channels}
 
     def build(self, spec: DataSpec) -> dict[str, Network]:
         c = self.config
@@ -104,9 +90,3 @@ class DCGAN(Family):
     def loss_g(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:
         fake_score = ctx.nets["D"](ctx.nets["G"](ctx.randn(self.config.latent_dim)))
         return {"loss": self.g_loss(fake_score)}
-
-    def make_latents(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        return torch.randn(n, self.config.latent_dim, generator=generator, device=device)
-
-    def generate(self, nets: Mapping[str, nn.Module], latents: torch.Tensor) -> torch.Tensor:
-        return nets["G"](latents)

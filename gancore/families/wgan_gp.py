@@ -8,11 +8,9 @@ The critic's estimate of the Wasserstein distance, E[D(real)] - E[D(fake)], is l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from gancore.families import register_family
 from gancore.families.base import (
@@ -23,9 +21,10 @@ from gancore.families.base import (
     Phase,
     PhaseContext,
     check_choice,
+    check_image_spec,
     check_positive,
+    check_power_of_two,
 )
-from gancore.families.dcgan import check_image_spec
 from gancore.losses import d_wasserstein, g_wasserstein
 from gancore.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from gancore.models.mlp import MLPCritic, MLPGenerator
@@ -54,6 +53,7 @@ class WGANGPConfig:
         check_choice("model.arch", self.arch, ("auto", "conv", "mlp"))
         check_choice("model.critic_norm", self.critic_norm, ("none", "layer"))
         check_choice("model.channels", self.channels, (1, 3))
+        check_power_of_two("model.resolution", self.resolution)
         for key in ("latent_dim", "g_width", "d_width", "mlp_width", "mlp_depth", "n_critic"):
             check_positive(f"model.{key}", getattr(self, key))
         if self.gp_weight < 0:
@@ -66,9 +66,6 @@ class WGANGP(Family):
     summary = "WGAN-GP (Gulrajani et al. 2017): critic without batch norm, gradient penalty 10, n_critic 5"
     Config = WGANGPConfig
     default_data = {"name": "shapes"}
-
-    def data_hints(self) -> dict:
-        return {"resolution": self.config.resolution, "channels": self.config.channels}
 
     def build(self, spec: DataSpec) -> dict[str, Network]:
         c = self.config
@@ -106,9 +103,3 @@ class WGANGP(Family):
 
     def loss_g(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:
         return {"loss": g_wasserstein(ctx.nets["D"](ctx.nets["G"](ctx.randn(self.config.latent_dim))))}
-
-    def make_latents(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        return torch.randn(n, self.config.latent_dim, generator=generator, device=device)
-
-    def generate(self, nets: Mapping[str, nn.Module], latents: torch.Tensor) -> torch.Tensor:
-        return nets["G"](latents)
