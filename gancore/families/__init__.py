@@ -8,6 +8,7 @@ import importlib
 import pkgutil
 
 from gancore.families.base import (
+    BenchCase,
     ConfigError,
     DataSpec,
     Family,
@@ -55,11 +56,16 @@ def get_family(name: str) -> type[Family]:
     return _REGISTRY[key]
 
 
+def all_families() -> dict[str, type[Family]]:
+    """Every registered family class by name, sorted by name."""
+    _discover()
+    return {name: _REGISTRY[name] for name in sorted(_REGISTRY)}
+
+
 def list_families() -> dict[str, str]:
     """name -> one-line summary, sorted by name."""
-    _discover()
-    return {name: _REGISTRY[name].summary for name in sorted(_REGISTRY)}
+    return {name: cls.summary for name, cls in all_families().items()}
 
 
-__all__ = ["ConfigError", "DataSpec", "Family", "Network", "Phase", "PhaseContext", "get_family",
-           "list_families", "register_family"]
+__all__ = ["BenchCase", "ConfigError", "DataSpec", "Family", "Network", "Phase", "PhaseContext", "all_families",
+           "get_family", "list_families", "register_family"]

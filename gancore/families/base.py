@@ -57,6 +57,16 @@ class DataSpec:
         return cls(str(d["key"]), tuple(int(s) for s in d["shape"]), d.get("num_classes"))
 
 
+@dataclass(frozen=True)
+class BenchCase:
+    """A preset of `gancore bench --suite families`: one training step of the family at these settings,
+    on its default built-in data (drawn once, before timing)."""
+
+    label: str  # how the case is named in the table, e.g. "256x256"
+    overrides: tuple[str, ...] = ()  # KEY=VALUE, as for `gancore train --set`
+    batches: tuple[int, ...] = (1,)
+
+
 @dataclass
 class Network:
     """A trainable network and how to optimise it (each network its own optimiser and rates: TTUR)."""
@@ -147,6 +157,8 @@ class Family:
     path_data: ClassVar[str] = "image-folder"
     #: `train:` options whose defaults this family changes (e.g. its paper's batch size).
     default_train: ClassVar[dict] = {}
+    #: Its presets in `gancore bench --suite families`: {"full": BenchCase, "quick": BenchCase}.
+    bench_cases: ClassVar[dict[str, BenchCase]] = {}
 
     def __init__(self, config: Any) -> None:
         self.config = config

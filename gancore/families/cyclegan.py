@@ -23,7 +23,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore.families import register_family
-from gancore.families.base import ConfigError, DataSpec, Network, Phase, PhaseContext, check_choice, check_positive
+from gancore.families.base import (
+    BenchCase,
+    ConfigError,
+    DataSpec,
+    Network,
+    Phase,
+    PhaseContext,
+    check_choice,
+    check_positive,
+)
 from gancore.families.pix2pix import (
     GAN_MODES,
     NET_D,
@@ -134,6 +143,9 @@ class CycleGAN(ImageTranslation):
     Config = CycleGANConfig
     default_data = {"name": "color-domains", "resolution": 64}
     path_data = "unaligned"
+    bench_cases = {"full": BenchCase("256x256", ("data.resolution=256", "model.netG=resnet_9blocks"), (1, 4)),
+                   "quick": BenchCase("64x64", ("data.resolution=64", "model.netG=resnet_6blocks", "model.ngf=16",
+                                                "model.ndf=16"), (1, 2))}
 
     def __init__(self, config: CycleGANConfig) -> None:
         super().__init__(config)

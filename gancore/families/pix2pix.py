@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gancore.families import register_family
 from gancore.families.base import (
+    BenchCase,
     ConfigError,
     DataSpec,
     Family,
@@ -205,6 +206,9 @@ class Pix2Pix(ImageTranslation):
     Config = Pix2PixConfig
     default_data = {"name": "shapes-edges", "resolution": 64}
     path_data = "aligned"
+    bench_cases = {"full": BenchCase("256x256", ("data.resolution=256", "model.netG=unet_256"), (1, 4)),
+                   "quick": BenchCase("64x64", ("data.resolution=64", "model.netG=unet_64", "model.ngf=16",
+                                                "model.ndf=16"), (1, 2))}
 
     def __init__(self, config: Pix2PixConfig) -> None:
         super().__init__(config)

@@ -1,11 +1,13 @@
-"""Whole training steps of pix2pix and CycleGAN: fused networks against the same networks in plain torch.nn.
+"""Whole training steps of every family that declares bench presets (Family.bench_cases): the fused
+networks against the same networks in plain torch.nn.
 
 One step is everything the trainer does for the family (CycleGAN: G_A, G_B, D_A and D_B with all their
-losses, the image pools and both Adam steps; pix2pix: D, then G), through gancore's Trainer, on
-in-memory pairs. Contenders, all with the same weights' layout and keys:
+losses, the image pools and both Adam steps; pix2pix: D, then G), through gancore's Trainer, on the
+family's default built-in data, drawn once before timing so that no step pays for drawing. Contenders,
+all with the same weights' layout and keys:
 - "eager": model.fused=false, NCHW (what the reference code runs);
 - "gancore": model.fused=true (fused norm + activation, the fused PatchGAN head), channels_last,
-  the families' default on the CPU;
+  the families' default on the CPU; only for families with a `fused` option;
 - "torch.compile": the eager networks under torch.compile (train.compile), where it compiles.
 Each in fp32 and under bf16 autocast (the same autocast for every contender). Steps are timed one at a
 time in rotating order (slow load changes on a shared machine fall on all alike); each row is the median.
@@ -16,54 +18,77 @@ memory timeline) and a profiler breakdown of one step's self time: conv, norm, l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from collections.abc import Callable, Iterable
 
 import torch
 
 from gancore.bench.timing import BenchContext, measure
+from gancore.data import build_dataset
 from gancore.data.base import GanDataset
+from gancore.families import BenchCase, all_families, get_family
 from gancore.train import Trainer, build_config
+from gancore.train.config import build_dataclass
 
 BASELINE = "eager"
 ALLOC_SENSITIVE = False
 
-#: family -> (resolution, model overrides); the papers' networks at 256x256.
-CONFIGS = {"cyclegan": (256, ["model.netG=resnet_9blocks"]), "pix2pix": (256, ["model.netG=unet_256"])}
-QUICK_CONFIGS = {"cyclegan": (64, ["model.netG=resnet_6blocks", "model.ngf=16", "model.ndf=16"]),
-                 "pix2pix": (64, ["model.netG=unet_64", "model.ngf=16", "model.ndf=16"])}
-BATCHES, QUICK_BATCHES = (1, 4), (1, 2)
 PRECISIONS = ("fp32", "bf16")
 CONTENDERS = {"eager": ["model.fused=false", "train.channels_last=false"],
               "gancore": ["model.fused=true", "train.channels_last=true"],
               "torch.compile": ["model.fused=false", "train.channels_last=false", "train.compile=true"]}
 
 
-class _Pairs(GanDataset):
-    """Random images A and B in [-1, 1], pre-made so that no step pays for decoding."""
+def presets(quick: bool) -> dict[str, BenchCase]:
+    """family -> its full or quick BenchCase, for the families that declare one."""
+    key = "quick" if quick else "full"
+    return {name: cls.bench_cases[key] for name, cls in all_families().items() if key in cls.bench_cases}
 
-    sample_key = "B"
 
-    def __init__(self, n: int, resolution: int) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.a = torch.rand(n, 3, resolution, resolution, generator=g) * 2 - 1
-        self.b = torch.rand(n, 3, resolution, resolution, generator=g) * 2 - 1
+class _Drawn(GanDataset):
+    """The first n samples of a dataset, drawn once and kept in memory."""
+
+    def __init__(self, dataset: GanDataset, n: int) -> None:
+        self.samples = [dataset[i % len(dataset)] for i in range(n)]
+        self.sample_key = dataset.sample_key
+        self.num_classes = dataset.num_classes
+        self.source = dataset
 
     def __len__(self) -> int:
-        return len(self.a)
+        return len(self.samples)
+
+    def __getattr__(self, name: str):  # family-specific attributes of the source (e.g. its vocabulary)
+        if name == "source":
+            raise AttributeError(name)
+        return getattr(self.source, name)
 
     def sample(self, index: int, seed: int) -> dict:
-        return {"A": self.a[index], "B": self.b[index]}
+        return self.samples[index]
 
 
-def make_step(family: str, resolution: int, overrides: list[str], batch: int, precision: str, contender: str,
+def _has_fused_option(family: str) -> bool:
+    return any(f.name == "fused" for f in dataclasses.fields(get_family(family).Config))
+
+
+def contenders_of(family: str, contenders: Iterable[str]) -> list[str]:
+    """The contenders that do different work for this family (no "gancore" row without a fused option)."""
+    fused = _has_fused_option(family)
+    return [c for c in contenders if fused or c != "gancore"]
+
+
+def make_step(family: str, overrides: list[str] | tuple[str, ...], batch: int, precision: str, contender: str,
               device: torch.device) -> Callable[[], None]:
     """Trainer.train_step of `family` as `contender` would run it."""
-    config = build_config(family, overrides=overrides + CONTENDERS[contender] + [
+    settings = [o for o in CONTENDERS[contender] if _has_fused_option(family) or not o.startswith("model.fused")]
+    config = build_config(family, overrides=list(overrides) + settings + [
         f"train.batch_size={batch}", f"train.precision={precision}", f"train.device={device}",
         "train.num_workers=0",
         "log.progress=false", "log.tensorboard=false", "log.sample_n=1"])
-    trainer = Trainer(config, dataset=_Pairs(max(8, 2 * batch), resolution))
+    family_cls = get_family(family)
+    hints = family_cls(build_dataclass(family_cls.Config, config["model"], "model")).data_hints()
+    dataset = _Drawn(build_dataset(config["data"], hints), max(8, 2 * batch))
+    trainer = Trainer(config, dataset=dataset)
     return trainer.train_step
 
 
@@ -114,24 +139,26 @@ def _peak_mb(step: Callable[[], None], device: torch.device) -> float:
     return tensor_memory_mb(step)[0]
 
 
-def _cases(ctx: BenchContext) -> list[tuple[str, int, list[str], int, str]]:
-    configs, batches = (QUICK_CONFIGS, QUICK_BATCHES) if ctx.quick else (CONFIGS, BATCHES)
-    return [(family, res, overrides, batch, precision) for family, (res, overrides) in configs.items()
-            for batch in batches for precision in PRECISIONS]
+def _cases(ctx: BenchContext, selected: dict[str, BenchCase] | None = None
+           ) -> list[tuple[str, str, tuple[str, ...], int, str]]:
+    cases = presets(ctx.quick) if selected is None else selected
+    return [(family, case.label, case.overrides, batch, precision) for family, case in cases.items()
+            for batch in case.batches for precision in PRECISIONS]
 
 
-def count(ctx: BenchContext) -> int:
-    return len(_cases(ctx)) * len(CONTENDERS)
-
-
-def run(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS)) -> Iterable[dict]:
+def count(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS)) -> int:
     contenders = list(contenders)
-    for family, res, overrides, batch, precision in _cases(ctx):
-        case = f"{family} {res}x{res} b{batch} {precision}"
+    return sum(len(contenders_of(family, contenders)) for family, *_ in _cases(ctx))
+
+
+def run(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS),
+        selected: dict[str, BenchCase] | None = None) -> Iterable[dict]:
+    for family, label, overrides, batch, precision in _cases(ctx, selected):
+        case = f"{family} {label} b{batch} {precision}"
         steps, failed = {}, {}
-        for name in contenders:
+        for name in contenders_of(family, contenders):
             try:
-                steps[name] = make_step(family, res, overrides, batch, precision, name, ctx.device)
+                steps[name] = make_step(family, overrides, batch, precision, name, ctx.device)
                 for _ in range(max(1, ctx.warmup)):
                     steps[name]()
             except Exception as err:  # torch.compile may not handle every op; report it, time the rest
@@ -159,28 +186,23 @@ def run(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS)) -> Ite
 def main(argv: list[str] | None = None) -> None:
     """Run the suite at a chosen size and print its rows (`gancore bench --suite families` runs the presets)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", choices=sorted(CONFIGS), action="append")
-    parser.add_argument("--resolution", type=int, default=None)
-    parser.add_argument("--ngf", type=int, default=None, help="generator and discriminator width")
-    parser.add_argument("--netG", default=None)
-    parser.add_argument("--batch", type=int, action="append")
-    parser.add_argument("--contender", choices=sorted(CONTENDERS), action="append")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    full = presets(quick=False)
+    parser.add_argument("--family", choices=sorted(full), action="append", help="family to run (default: all)")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                        help="extra config overrides, e.g. data.resolution=128 or model.ngf=32")
+    parser.add_argument("--batch", type=int, action="append", help="batch size (default: the presets')")
+    parser.add_argument("--contender", choices=sorted(CONTENDERS), action="append", help="default: all")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per contender")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     args = parser.parse_args(argv)
-    global BATCHES
-    for family in list(CONFIGS):
-        res, overrides = CONFIGS[family]
-        if args.family and family not in args.family:
-            del CONFIGS[family]
-            continue
-        extra = [f"model.ngf={args.ngf}", f"model.ndf={args.ngf}"] if args.ngf else []
-        extra += [f"model.netG={args.netG}"] if args.netG else []
-        CONFIGS[family] = (args.resolution or res, overrides + extra)
-    BATCHES = tuple(args.batch or BATCHES)
+    resolutions = [o.split("=", 1)[1] for o in args.overrides if o.startswith("data.resolution=")]
+    selected = {family: BenchCase(f"{resolutions[-1]}x{resolutions[-1]}" if resolutions else case.label,
+                                  case.overrides + tuple(args.overrides),
+                                  tuple(args.batch or case.batches))
+                for family, case in full.items() if not args.family or family in args.family}
     ctx = BenchContext(torch.device(args.device), repeats=args.repeats, warmup=1)
     rows = []
-    for row in run(ctx, args.contender or CONTENDERS):
+    for row in run(ctx, args.contender or CONTENDERS, selected):
         rows.append(row)
         ms = f"{row['ms']:.1f}" if row["ms"] is not None else "-"
         print(f"{row['case']:32s} {row['contender']:14s} {ms:>9s} ms  peak {row.get('peak_mb') or 0:8.0f} MB  "
