@@ -96,11 +96,12 @@ class LogConfig:
 @dataclass
 class MetricsConfig:
     every: int = 0  # steps between evaluations; 0 disables
-    kind: str = "fid"
+    kind: str = "fd-builtin"  # fd-builtin: built-in offline extractor; fid: InceptionV3, weights from a file
     num_samples: int = 5000
+    inception_weights: str | None = None  # kind=fid: the pt_inception weights (else $GANCORE_FID_WEIGHTS)
 
     def __post_init__(self) -> None:
-        check_choice("metrics.kind", self.kind, ("fid",))
+        check_choice("metrics.kind", self.kind, ("fd-builtin", "fid"))
         check_positive("metrics.every", self.every, 0)
         check_positive("metrics.num_samples", self.num_samples, 2)
 

@@ -40,7 +40,7 @@ from gancore.train.config import (
 )
 from gancore.train.distributed import DistEnv, setup
 from gancore.train.ema import EMA
-from gancore.train.hooks import FIDHook, Hook
+from gancore.train.hooks import FrechetHook, Hook
 from gancore.train.loader import batch_stream
 from gancore.train.logs import RunLog
 from gancore.utils.allocator import tune_cpu_allocator
@@ -236,7 +236,11 @@ class Trainer:
         self._batches: Iterator[dict] | None = None
         self.hooks: list[Hook] = list(hooks)
         if metrics_config.every:
-            self.hooks.append(FIDHook(metrics_config.every, metrics_config.num_samples))
+            self.hooks.append(FrechetHook(metrics_config.every, metrics_config.num_samples, metrics_config.kind,
+                                          metrics_config.inception_weights))
+        for hook in self.hooks:
+            if hasattr(hook, "check"):
+                hook.check(self)
         self.resumed_from: str | None = None
         self.last_checkpoint: str | None = None
         # Known on every process (last_checkpoint only on the main one), so that all decide alike
