@@ -10,8 +10,9 @@ import warnings
 import torch
 
 from gancore.data.base import DataError
+from gancore.errors import ConfigError
 from gancore.families import get_family, list_families
-from gancore.families.base import ConfigError, DataSpec
+from gancore.families.base import DataSpec
 from gancore.train import checkpoint as ckpt
 from gancore.train.config import build_config, build_dataclass
 from gancore.train.distributed import PeerError, choose_device

@@ -27,8 +27,9 @@ from typing import Any
 
 import yaml
 
+from gancore.errors import ConfigError
 from gancore.families import get_family
-from gancore.families.base import ConfigError, check_choice, check_positive
+from gancore.families.base import check_choice, check_positive
 from gancore.train.checkpoint import atomic_write
 
 PRECISIONS = ("fp32", "bf16", "fp16")

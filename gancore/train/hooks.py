@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from gancore import metrics
-from gancore.families.base import ConfigError
+from gancore.errors import ConfigError
 from gancore.metrics.inception import find_weights
 
 if TYPE_CHECKING:

@@ -26,8 +26,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gancore.data import BUILTIN, GanDataset, build_dataset
+from gancore.errors import ConfigError
 from gancore.families import get_family
-from gancore.families.base import ConfigError, DataSpec, Network, Phase, PhaseContext
+from gancore.families.base import DataSpec, Network, Phase, PhaseContext
 from gancore.train import checkpoint as ckpt
 from gancore.train.config import (
     LogConfig,
