@@ -177,7 +177,8 @@ class Trainer:
     def __init__(self, config: Mapping[str, Any], out_dir: str | None = None, *,
                  dataset: GanDataset | None = None, resume: bool = False, force: bool = False,
                  hooks: Sequence[Hook] = ()) -> None:
-        self.config = resolve(config)
+        family_cls = get_family(str(config["family"])) if "family" in config else None
+        self.config = resolve(config, family_cls)
         self.train_config: TrainConfig = build_dataclass(TrainConfig, self.config["train"], "train")
         self.log_config: LogConfig = build_dataclass(LogConfig, self.config["log"], "log")
         metrics_config: MetricsConfig = build_dataclass(MetricsConfig, self.config["metrics"], "metrics")
@@ -190,7 +191,6 @@ class Trainer:
         self.device = self.dist.device
         self._check_settings()
 
-        family_cls = get_family(self.config["family"])
         self.family = family_cls(build_dataclass(family_cls.Config, self.config["model"], "model"))
         self.dataset = dataset if dataset is not None else build_dataset(self.config["data"],
                                                                          self.family.data_hints())
