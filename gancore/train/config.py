@@ -30,7 +30,7 @@ import yaml
 from gancore.errors import ConfigError
 from gancore.families import Family, get_family, normalise_family_name
 from gancore.families.base import check_choice, check_positive
-from gancore.train.checkpoint import atomic_write
+from gancore.utils.files import atomic_write
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "linear", "cosine")
