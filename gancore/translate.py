@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "translate", help="translate a folder of images with a pix2pix / CycleGAN generator",
         description="Translate every image under --input with a trained run (folder or checkpoint) or a "
                     "reference checkpoint file (latest_net_G_A.pth ...); PNGs under the input names in --out.")
-    p.add_argument("model", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("model", metavar="RUN_OR_CHECKPOINT",
+                   help="a gancore run folder or checkpoint, or a reference checkpoint file (latest_net_G.pth ...)")
     p.add_argument("--input", required=True, metavar="DIR", help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the translated PNGs")
     p.add_argument("--direction", choices=DIRECTIONS, default=None,
@@ -47,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", action="store_true", help="eval mode: running statistics, no dropout")
     p.add_argument("--plain", action="store_true", help="plain torch.nn networks instead of the fused ones")
     p.add_argument("--seed", type=int, default=0, help="seed of the dropout noise (training-mode networks)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

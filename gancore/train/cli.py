@@ -53,12 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser("sample", help="draw samples from a trained run as a PNG",
                               description="Draw samples from a run folder (its latest checkpoint) or a "
                                           "checkpoint file, with the EMA generator when the run kept one.")
-    s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    s.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a run folder (its latest checkpoint) or a checkpoint file")
     s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("--out", default="grid.png", help="PNG to write (default grid.png)")
     s.add_argument("--seed", type=int, default=0, help="seed of the latent inputs")
     s.add_argument("--no-ema", action="store_true", help="use the trained weights, not their EMA")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
     s.set_defaults(func=run_sample)
 
 
