@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from gancore import report
 from gancore.data import BUILTIN, GanDataset, build_dataset
 from gancore.families import get_family
 from gancore.families.base import ConfigError, DataSpec, Network, Phase, PhaseContext
@@ -225,8 +226,12 @@ class Trainer:
         self.draws = _BatchDraws(tc.seed + 1, self.device, self.dist.rank, self.per_process_batch,
                                  tc.accumulate, self.dist.world_size)
         _seed_everything(tc.seed + 7919 * (self.dist.rank + 1))
-        self.sample_latents = self.family.make_latents(
-            self.log_config.sample_n, torch.Generator(self.device).manual_seed(tc.seed + 2), self.device)
+        # The fixed inputs of the sample pictures: a resumed run continues with those its folder saved.
+        sample_seed = torch.Generator(self.device).manual_seed(tc.seed + 2)
+        self.sample_inputs = report.fixed_inputs(
+            out_dir if resume else None,
+            lambda: self.family.make_sample_inputs(self.log_config.sample_n, sample_seed, self.device), self.device)
+        self.sample_latents = self.sample_inputs["latents"]
 
         self.step = 0
         self.images_seen = 0
@@ -459,8 +464,14 @@ class Trainer:
                 m.train(modes[n])
 
     def save_samples(self, path: str) -> None:
-        """A picture of samples at the run's fixed latents."""
-        self.family.save_samples(self.generate(self.sample_latents), path)
+        """A picture of samples at the run's fixed inputs (input | output | target for image-to-image)."""
+        report.save_sample_picture(self.family, self.sample_inputs, self.generate(self.sample_latents), path)
+
+    def _write_samples(self, name: str) -> None:
+        """samples/<name>, then (log.report) the run report refreshed to show it. Main process only."""
+        self.save_samples(os.path.join(self.out_dir, "samples", name))
+        if self.log_config.report:
+            report.refresh(self)
 
     # -- checkpoints ---------------------------------------------------------------------------------
 
@@ -567,6 +578,7 @@ class Trainer:
                                      "another --out")
             ckpt.remove_run(self.out_dir)
         ckpt.remove_temporaries(self.out_dir)
+        report.save_fixed_inputs(self.out_dir, self.sample_inputs)
         if self.resumed_from is None:
             dump(self.config, os.path.join(self.out_dir, "config.yaml"))
 
@@ -638,7 +650,7 @@ class Trainer:
                     log.show({k: v for k, v in values.items() if k.endswith("/loss") or k == "images_per_s"})
                     window_start, window_steps = now, 0
                 if due["samples"] and self.dist.is_main and self.out_dir is not None:
-                    self.save_samples(os.path.join(self.out_dir, "samples", f"{self.step:08d}.png"))
+                    self._write_samples(f"{self.step:08d}.png")
                 if due["checkpoint"] and self._streak == 0:
                     self.save_checkpoint()
                 for hook in self.hooks:
@@ -649,7 +661,7 @@ class Trainer:
             if self.out_dir is not None and self._streak == 0 and self.checkpointed_step != self.step:
                 self.save_checkpoint()
             if self.dist.is_main and self.out_dir is not None:
-                self.save_samples(os.path.join(self.out_dir, "samples", "final.png"))
+                self._write_samples("final.png")
         except NonFiniteLossError:
             raise
         except RuntimeError as err:
