@@ -185,7 +185,7 @@ def sample_layout(run: Run) -> str:
 def _samples_section(run: Run, srcs: dict[str, str], prefix: str) -> str:
     if not run.samples:
         return "<p class=\"note\">No sample pictures yet (they are written every log.sample_every steps).</p>"
-    note = (f"<p class=\"note\">At the run's fixed inputs (samples/fixed_inputs.pt), newest first; "
+    note = (f"<p class=\"note\">At the run's fixed inputs (sample_inputs.pt), newest first; "
             f"{_e(sample_layout(run))}.</p>")
     figures = [_sample_figure(s, prefix + srcs[s.path] if s.path in srcs else None, s.label) for s in run.samples]
     return note + "<div class=\"samples\">" + "".join(figures) + "</div>"

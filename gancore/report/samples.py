@@ -2,7 +2,7 @@
 and the list of pictures (or texts) a run has written under samples/.
 
 The fixed inputs are what the trainer feeds its generator at every sample step (family.make_sample_inputs):
-saved once as samples/fixed_inputs.pt, they make a resumed run continue the same sequence of grids even
+saved once as RUN/sample_inputs.pt, they make a resumed run continue the same sequence of grids even
 where a fresh draw would differ (another log.sample_n, other data), and they let `gancore sample` show an
 image-to-image run, whose inputs come from training data that a checkpoint does not hold.
 """
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from gancore.families.base import ConfigError, Family
 from gancore.train.checkpoint import atomic_write
 
-FIXED_INPUTS = os.path.join("samples", "fixed_inputs.pt")
+FIXED_INPUTS = "sample_inputs.pt"
 SAMPLE_NAME = re.compile(r"^(\d+|final)\.(png|txt)$")
 
 
@@ -64,7 +64,7 @@ def load_fixed_inputs(run_dir: str, device: torch.device | str = "cpu") -> dict[
 
 
 def save_fixed_inputs(run_dir: str, inputs: dict[str, Any]) -> None:
-    os.makedirs(os.path.join(run_dir, "samples"), exist_ok=True)
+    os.makedirs(run_dir, exist_ok=True)
     atomic_write(os.path.join(run_dir, FIXED_INPUTS), lambda f: torch.save(_to(inputs, torch.device("cpu")), f))
 
 
@@ -131,31 +131,56 @@ def save_sample_picture(family: Family, inputs: dict[str, Any], samples: torch.T
 
 @dataclass(frozen=True)
 class SampleFile:
-    """One picture or text of samples/: at `step`, or the run's final one (step None)."""
+    """One picture or text of samples/, of `step` (None: the final one of an unknown step)."""
 
     path: str
     step: int | None
     kind: str  # "image" or "text"
+    final: bool = False
 
     @property
     def label(self) -> str:
-        return "final" if self.step is None else f"step {self.step}"
+        if self.final:
+            return "final" + (f", step {self.step}" if self.step is not None else "")
+        return f"step {self.step}"
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    if os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        return fa.read() == fb.read()
 
 
 def sample_files(run_dir: str) -> list[SampleFile]:
-    """The sample pictures and texts of a run, newest first: final, then by step, descending. A .png that is
-    not an image but text (a family that wrote its text under the picture's name) counts as text."""
+    """The sample pictures and texts of a run, newest first. The final one takes the step of the numbered
+    one it equals (which is then left out: the trainer writes both at a last step that is a sample step),
+    else its place by time (a resumed run's final picture of an earlier session is older than its new
+    grids). A .png that is not an image but text (a family that wrote text under the picture's name)
+    counts as text."""
     folder = os.path.join(run_dir, "samples")
-    found = []
-    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+    numbered: list[SampleFile] = []
+    finals: list[SampleFile] = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         m = SAMPLE_NAME.match(name)
         if not m:
             continue
         path = os.path.join(folder, name)
         kind = "text" if m.group(2) == "txt" or not _is_png(path) else "image"
-        found.append(SampleFile(path, None if m.group(1) == "final" else int(m.group(1)), kind))
-    found.sort(key=lambda f: (f.step is None, -1 if f.step is None else f.step, f.kind), reverse=True)
-    return found
+        if m.group(1) == "final":
+            finals.append(SampleFile(path, None, kind, final=True))
+        else:
+            numbered.append(SampleFile(path, int(m.group(1)), kind))
+    placed: list[tuple[float, SampleFile]] = [(s.step, s) for s in numbered]
+    for final in finals:
+        twin = next((s for s in numbered if s.kind == final.kind and _same_bytes(s.path, final.path)), None)
+        if twin is not None:
+            placed.remove((twin.step, twin))
+            placed.append((twin.step + 0.5, SampleFile(final.path, twin.step, final.kind, final=True)))
+            continue
+        older = [s.step for s in numbered if os.path.getmtime(s.path) <= os.path.getmtime(final.path)]
+        placed.append((max(older, default=-1) + 0.5, final))
+    return [s for _, s in sorted(placed, key=lambda p: (p[0], p[1].kind), reverse=True)]
 
 
 def _is_png(path: str) -> bool:
