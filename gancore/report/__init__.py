@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -69,10 +70,21 @@ def record_session(trainer: Trainer) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def refresh(trainer: Trainer) -> str:
-    """The live report of a training run, in RUN/report (main process, after each sample picture)."""
-    record_session(trainer)
-    return build_report([trainer.out_dir])
+_refresh_failed: set[str] = set()
+
+
+def refresh(trainer: Trainer) -> str | None:
+    """The live report of a training run, in RUN/report (main process, after each sample picture). A report
+    that cannot be written warns (once per run folder) and never stops the training it describes."""
+    try:
+        record_session(trainer)
+        return build_report([trainer.out_dir])
+    except Exception as err:  # noqa: BLE001 - an auxiliary page must not cost a run
+        if trainer.out_dir not in _refresh_failed:
+            _refresh_failed.add(trainer.out_dir)
+            warnings.warn(f"log.report: the run report in {os.path.join(trainer.out_dir, REPORT_DIR)} could not "
+                          f"be refreshed ({type(err).__name__}: {err}); training goes on", stacklevel=2)
+        return None
 
 
 __all__ = ["REPORT_DIR", "ReportError", "build_report", "fixed_inputs", "load_fixed_inputs", "read_run",

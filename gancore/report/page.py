@@ -87,7 +87,7 @@ def facts(run: Run) -> list[tuple[str, str]]:
     hosts = sorted({s.get("host", "?") for s in run.sessions})
     rows = [("family", f"{run.family}" + (f": {_family_summary(run.family)}" if run.family != "?" else "")),
             ("steps", done),
-            ("images/s", f"{rate:.1f}" if rate is not None else "-"),
+            ("images/s", f"{rate:.3g}" if rate is not None else "-"),
             ("ETA", "finished" if run.finished else (duration(eta) if eta is not None else "-")),
             ("non-finite steps", str(run.nonfinite_steps)),
             ("host", ", ".join(hosts) if hosts else "not recorded"),
@@ -111,7 +111,10 @@ def _config_block(run: Run) -> str:
     return f"<details><summary>config of {_e(run.name)}</summary><pre>{_e(text)}</pre></details>"
 
 
-def _curves(panels: list[Panel]) -> str:
+def _curves(panels: list[Panel] | None) -> str:
+    if panels is None:
+        return ("<p class=\"note\">No curves: they are drawn with matplotlib, which is not installed "
+                "(pip install matplotlib).</p>")
     if not panels:
         return "<p class=\"note\">No scalars logged yet (log.jsonl is empty).</p>"
     return "<div class=\"curves\">" + "".join(
@@ -206,7 +209,7 @@ def _page(title: str, body: str, live: bool) -> str:
             f"{_e(_when(time.time()))}.</p></body></html>\n")
 
 
-def run_page(run: Run, panels: list[Panel], out_dir: str) -> str:
+def run_page(run: Run, panels: list[Panel] | None, out_dir: str) -> str:
     """The page of one run; its sample pictures are synced into out_dir/samples."""
     srcs = sync_samples(run.samples, os.path.join(out_dir, "samples"))
     body = (f"<h1>{_e(run.name)} <small>{_e(run.family)}</small></h1>" + _facts_table(facts(run))
@@ -238,7 +241,7 @@ def _differences(runs: list[Run]) -> str:
     return f"<table>{head}{rows}</table>"
 
 
-def compare_page(runs: list[Run], panels: list[Panel], out_dir: str) -> str:
+def compare_page(runs: list[Run], panels: list[Panel] | None, out_dir: str) -> str:
     """The page overlaying several runs: a row of facts per run, their config differences, shared curve
     panels, and each run's samples (newest first) in a section of its own."""
     keys = ("family", "steps", "images/s", "ETA", "non-finite steps", "host")

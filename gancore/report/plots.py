@@ -112,6 +112,7 @@ def _log_axis(lines: list[tuple[str, Series]]) -> bool:
 def draw(panel: Panel, path: str) -> None:
     """One panel as a PNG, written atomically (a browser reloading the page never sees half a file)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=PANEL_SIZE, dpi=100)
     ax = fig.subplots()
@@ -125,6 +126,7 @@ def draw(panel: Panel, path: str) -> None:
             ax.plot(steps, smooth(values), color=color, lw=1.8, label=label)
     if _log_axis(panel.lines):
         ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps
     ax.set_title(panel.title, fontsize=10)
     ax.set_xlabel("step", fontsize=8)
     ax.tick_params(labelsize=8)
@@ -135,13 +137,20 @@ def draw(panel: Panel, path: str) -> None:
     replace_file(path, lambda f: fig.savefig(f, format="png"))
 
 
-def draw_panels(runs: list[Run], out_dir: str) -> list[Panel]:
-    """Every panel of `runs` as out_dir/curve-*.png; curves of panels that are gone are deleted."""
-    panels = panels_of(runs)
+def draw_panels(runs: list[Run], out_dir: str) -> list[Panel] | None:
+    """Every panel of `runs` as out_dir/curve-*.png; curves of panels that are gone are deleted. None when
+    matplotlib (an optional dependency: pip install gancore[plot]) is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        matplotlib = None
+    panels = panels_of(runs) if matplotlib is not None else []
     wanted = {p.filename for p in panels}
     for name in os.listdir(out_dir):
         if name.startswith("curve-") and name.endswith(".png") and name not in wanted:
             os.remove(os.path.join(out_dir, name))
+    if matplotlib is None:
+        return None
     for panel in panels:
         draw(panel, os.path.join(out_dir, panel.filename))
     return panels
