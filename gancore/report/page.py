@@ -29,7 +29,7 @@ h1 { font-size: 22px; margin: 0 0 8px; } h1 small { color: #666; font-weight: no
 h2 { font-size: 17px; margin: 22px 0 8px; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; } td, th { padding: 2px 10px 2px 0; text-align: left; vertical-align: top; }
 th { color: #555; font-weight: 600; } .num { text-align: right; font-variant-numeric: tabular-nums; }
-.curves { display: grid; grid-template-columns: repeat(auto-fill, minmax(400px, 1fr)); gap: 8px; }
+.curves { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 8px; }
 .curves img { width: 100%; max-width: 480px; }
 .samples { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start; }
 figure { margin: 0; } figcaption { color: #555; font-size: 12px; }

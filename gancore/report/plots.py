@@ -112,7 +112,7 @@ def _log_axis(lines: list[tuple[str, Series]]) -> bool:
 def draw(panel: Panel, path: str) -> None:
     """One panel as a PNG, written atomically (a browser reloading the page never sees half a file)."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator, NullFormatter
 
     fig = Figure(figsize=PANEL_SIZE, dpi=100)
     ax = fig.subplots()
@@ -126,6 +126,7 @@ def draw(panel: Panel, path: str) -> None:
             ax.plot(steps, smooth(values), color=color, lw=1.8, label=label)
     if _log_axis(panel.lines):
         ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())  # decades labelled only: 2x10^-1, 3x10^-1... crowd the axis
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps
     ax.set_title(panel.title, fontsize=10)
     ax.set_xlabel("step", fontsize=8)

@@ -13,7 +13,6 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,11 +67,11 @@ def save_fixed_inputs(run_dir: str, inputs: dict[str, Any]) -> None:
     atomic_write(os.path.join(run_dir, FIXED_INPUTS), lambda f: torch.save(_to(inputs, torch.device("cpu")), f))
 
 
-def fixed_inputs(run_dir: str | None, make: Callable[[], dict[str, Any]], device: torch.device) -> dict[str, Any]:
-    """The sample inputs of a run: those saved in `run_dir` (a resumed run) when they fit what `make` draws
-    now, else `make`'s (with a warning when saved ones did not fit: the grid sequence starts afresh)."""
-    fresh = make()
-    saved = load_fixed_inputs(run_dir, device) if run_dir is not None else None
+def fixed_inputs(run_dir: str, fresh: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The sample inputs a resumed run continues with: those saved in `run_dir` when they fit the `fresh`
+    ones drawn for its config, else `fresh` (with a warning when saved ones did not fit: the grids start a
+    new sequence)."""
+    saved = load_fixed_inputs(run_dir, device)
     if saved is None:
         return fresh
     if _structure(saved) != _structure(fresh):

@@ -226,12 +226,9 @@ class Trainer:
         self.draws = _BatchDraws(tc.seed + 1, self.device, self.dist.rank, self.per_process_batch,
                                  tc.accumulate, self.dist.world_size)
         _seed_everything(tc.seed + 7919 * (self.dist.rank + 1))
-        # The fixed inputs of the sample pictures: a resumed run continues with those its folder saved.
-        sample_seed = torch.Generator(self.device).manual_seed(tc.seed + 2)
-        self.sample_inputs = report.fixed_inputs(
-            out_dir if resume else None,
-            lambda: self.family.make_sample_inputs(self.log_config.sample_n, sample_seed, self.device), self.device)
-        self.sample_latents = self.sample_inputs["latents"]
+        # The fixed inputs of the sample pictures (a resumed run continues with those its folder saved).
+        self.sample_inputs = self.family.make_sample_inputs(
+            self.log_config.sample_n, torch.Generator(self.device).manual_seed(tc.seed + 2), self.device)
 
         self.step = 0
         self.images_seen = 0
@@ -255,6 +252,7 @@ class Trainer:
                                            "(no such folder)")
             path, state = ckpt.load_latest(out_dir)
             self.load(path, force=force, state=state)
+            self.sample_inputs = report.fixed_inputs(out_dir, self.sample_inputs, self.device)
         self.force = force
         self._lock: Any = None
 
@@ -448,6 +446,11 @@ class Trainer:
         return skipped
 
     # -- sampling ----------------------------------------------------------------------------------
+
+    @property
+    def sample_latents(self) -> Any:
+        """What the generator takes to draw the sample pictures (see Family.make_sample_inputs)."""
+        return self.sample_inputs["latents"]
 
     @torch.no_grad()
     def generate(self, latents: torch.Tensor) -> torch.Tensor:

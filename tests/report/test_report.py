@@ -24,7 +24,7 @@ from gancore.train import Trainer, build_config
 
 QUIET = ["log.progress=false", "log.tensorboard=false"]
 TINY_DCGAN = ["model.resolution=8", "model.g_width=4", "model.d_width=4", "model.latent_dim=8"] + QUIET
-SHOT_SIZE = (1200, 1600)
+SHOT_SIZE = (1200, 2000)
 
 
 def _train(out, *overrides, steps=6, resume=False):
@@ -190,9 +190,15 @@ def test_text_samples_are_shown_and_bad_folders_refused(tmp_path, capsys):
     family.save_samples(torch.tensor([[1.0], [2.0]]), str(run / "samples" / "00000003.png"))
     assert (run / "samples" / "00000003.txt").read_text() == "<1> tokens\n<2> tokens\n"
     (run / "samples" / "final.png").write_text("text under a picture's name\n")
-    (run / "log.jsonl").write_text(json.dumps({"step": 3, "G/loss": 1.0, "nonfinite_steps": 2.0}) + "\n")
+    records = [{"step": s, "D/loss": 1.0 / s, "D/wdist": 0.5 * s, "D/gp": 0.1, "D/grad_norm": 2.0,
+                "G/loss": -s, "G/grad_norm": 1.0, "nonfinite_steps": float(s > 2), "lr_factor": 1.0}
+               for s in (1, 2, 3)] + [{"step": 3, "metrics/fid": 120.0}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     text, _ = _check_page(build_report([str(run)]))
-    assert "&lt;1&gt; tokens" in text and "text under a picture" in text and "non-finite steps</th><td>2<" in text
+    assert "&lt;1&gt; tokens" in text and "text under a picture" in text and "non-finite steps</th><td>1<" in text
+    # A panel per phase loss, per family scalar and metric; the norms together; a constant lr factor left out.
+    assert [p.title for p in panels_of([read_run(str(run))])] == [
+        "D loss", "G loss", "D/gp", "D/wdist", "metrics/fid", "gradient norms", "steps with non-finite values"]
 
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", str(run), "--out", str(run)]) == 2
