@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 from gancore.report.page import compare_page, run_page
 from gancore.report.plots import draw_panels
 from gancore.report.run import SESSIONS, ReportError, read_run, read_sessions, replace_file, session_record
-from gancore.report.samples import fixed_inputs, load_fixed_inputs, save_fixed_inputs, save_sample_picture
+from gancore.report.samples import (
+    SAMPLE_NAME,
+    fixed_inputs,
+    load_fixed_inputs,
+    save_fixed_inputs,
+    save_sample_picture,
+)
 
 if TYPE_CHECKING:
     from gancore.train.trainer import Trainer
@@ -70,6 +76,19 @@ def record_session(trainer: Trainer) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def start_run(run_dir: str, sample_inputs: dict, *, fresh: bool) -> None:
+    """Save the run's sample inputs; a fresh start (not a resumption) first deletes an earlier run's sample
+    pictures and sessions, which the report would otherwise show as this run's."""
+    if fresh:
+        samples = os.path.join(run_dir, "samples")
+        for name in os.listdir(samples) if os.path.isdir(samples) else []:
+            if SAMPLE_NAME.match(name):
+                os.remove(os.path.join(samples, name))
+        if os.path.isfile(os.path.join(run_dir, SESSIONS)):
+            os.remove(os.path.join(run_dir, SESSIONS))
+    save_fixed_inputs(run_dir, sample_inputs)
+
+
 _refresh_failed: set[str] = set()
 
 
@@ -88,4 +107,4 @@ def refresh(trainer: Trainer) -> str | None:
 
 
 __all__ = ["REPORT_DIR", "ReportError", "build_report", "fixed_inputs", "load_fixed_inputs", "read_run",
-           "refresh", "save_fixed_inputs", "save_sample_picture"]
+           "refresh", "save_fixed_inputs", "save_sample_picture", "start_run"]

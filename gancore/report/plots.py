@@ -104,15 +104,18 @@ def smooth(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _log_axis(lines: list[tuple[str, Series]]) -> bool:
+def _log_decades(lines: list[tuple[str, Series]]) -> float | None:
+    """The decades a panel's values span when its axis is logarithmic (all positive, a span over LOG_SPAN)."""
     values = np.array([v for _, s in lines for v in s.values if math.isfinite(v)])
-    return values.size > 1 and bool((values > 0).all()) and values.max() / values.min() > LOG_SPAN
+    if values.size > 1 and bool((values > 0).all()) and values.max() / values.min() > LOG_SPAN:
+        return math.log10(values.max() / values.min())
+    return None
 
 
 def draw(panel: Panel, path: str) -> None:
     """One panel as a PNG, written atomically (a browser reloading the page never sees half a file)."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     fig = Figure(figsize=PANEL_SIZE, dpi=100)
     ax = fig.subplots()
@@ -124,9 +127,13 @@ def draw(panel: Panel, path: str) -> None:
                 ms=3, label=label if few else None)
         if not few:
             ax.plot(steps, smooth(values), color=color, lw=1.8, label=label)
-    if _log_axis(panel.lines):
+    decades = _log_decades(panel.lines)
+    if decades is not None:
         ax.set_yscale("log")
-        ax.yaxis.set_minor_formatter(NullFormatter())  # decades labelled only: 2x10^-1, 3x10^-1... crowd the axis
+        # Plain numbers at 1, 2, 5 x 10^k (at 10^k only over many decades): the default labels every minor tick.
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps
     ax.set_title(panel.title, fontsize=10)
     ax.set_xlabel("step", fontsize=8)

@@ -581,7 +581,7 @@ class Trainer:
                                      "another --out")
             ckpt.remove_run(self.out_dir)
         ckpt.remove_temporaries(self.out_dir)
-        report.save_fixed_inputs(self.out_dir, self.sample_inputs)
+        report.start_run(self.out_dir, self.sample_inputs, fresh=self.resumed_from is None)
         if self.resumed_from is None:
             dump(self.config, os.path.join(self.out_dir, "config.yaml"))
 

@@ -16,8 +16,8 @@ from PIL import Image
 
 from gancore.cli import main
 from gancore.families import get_family
-from gancore.report import build_report, load_fixed_inputs
-from gancore.report.plots import _log_axis, panels_of, smooth
+from gancore.report import build_report, load_fixed_inputs, start_run
+from gancore.report.plots import _log_decades, panels_of, smooth
 from gancore.report.run import Series, read_run
 from gancore.report.samples import sample_files
 from gancore.train import Trainer, build_config
@@ -200,6 +200,13 @@ def test_text_samples_are_shown_and_bad_folders_refused(tmp_path, capsys):
     assert [p.title for p in panels_of([read_run(str(run))])] == [
         "D loss", "G loss", "D/gp", "D/wdist", "metrics/fid", "gradient norms", "steps with non-finite values"]
 
+    # A fresh start (not a resumption) in this folder drops the earlier run's pictures and sessions.
+    (run / "samples" / "notes.png").write_bytes(b"")
+    (run / "sessions.jsonl").write_text("{}\n")
+    start_run(str(run), {"latents": torch.zeros(2, 3)}, fresh=True)
+    assert sorted(os.listdir(run / "samples")) == ["notes.png"] and not (run / "sessions.jsonl").exists()
+    assert torch.equal(load_fixed_inputs(str(run))["latents"], torch.zeros(2, 3))
+
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", str(run), "--out", str(run)]) == 2
     assert main(["report", str(tmp_path)]) == 2  # no run in it
@@ -213,6 +220,6 @@ def test_smoothing_and_log_axis():
     assert np.allclose(smoothed, 1.0)  # debiased: no ramp from zero; a non-finite value carries the last
     noisy = np.random.default_rng(0).normal(size=200)
     assert smooth(noisy).std() < 0.5 * noisy.std()
-    assert _log_axis([("a", Series([1, 2], [1e-3, 1.0]))])
-    assert not _log_axis([("a", Series([1, 2], [-1.0, 100.0]))])
-    assert not _log_axis([("a", Series([1, 2], [1.0, 2.0]))])
+    assert _log_decades([("a", Series([1, 2], [1e-3, 1.0]))]) == pytest.approx(3.0)
+    assert _log_decades([("a", Series([1, 2], [-1.0, 100.0]))]) is None
+    assert _log_decades([("a", Series([1, 2], [1.0, 2.0]))]) is None
