@@ -22,7 +22,8 @@ from torch import nn
 from gancore.data.base import DataError
 from gancore.data.imageio import find_images, open_image, require_dir, to_tensor
 from gancore.data.paired import Preprocess
-from gancore.families.base import ConfigError, DataSpec
+from gancore.errors import ConfigError
+from gancore.families.base import DataSpec
 from gancore.families.pix2pix import DIRECTIONS, build_generator, check_generator_name
 from gancore.train import checkpoint as ckpt
 

@@ -174,6 +174,41 @@ BLOCK = 32
 BLOCK_N = 32
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def scatter_update(scatter, x, batch_mean, delta, coef, fp64_products: bool) -> None:
+    """Host side of scatter_update_kernel: scatter[k] += centred x[k]^T centred x[k] + coef[k] delta delta^T,
+    on the tiles on or above the diagonal (gancore.ops.fid.scatter_update has the contract)."""
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    if scatter.stride(-1) != 1 or scatter.dtype.itemsize != 8 or not scatter.dtype.is_floating_point:
+        raise ValueError(f"scatter must be float64 with unit column stride, got {scatter.dtype} "
+                         f"with strides {scatter.stride()}")
+    count, n, dim = x.shape
+    tiles = _cdiv(dim, BLOCK)
+    scatter_update_kernel[(tiles, tiles, count)](
+        x, batch_mean.contiguous(), delta.contiguous(), coef.contiguous(), scatter, n, dim,
+        x.stride(0), x.stride(1), x.stride(2), scatter.stride(0), scatter.stride(1),
+        BLOCK=BLOCK, BLOCK_N=BLOCK_N, FP64=fp64_products,
+    )
+
+
+def newton_schulz_step(y, z, buffers: list):
+    """One coupled Newton–Schulz step (Y T, T Z with T = (3I - Z Y)/2) on (K, D, D) matrices, into the
+    three scratch `buffers` (t, y_out, z_out), which it rotates so that no step allocates."""
+    t, y_out, z_out = buffers
+    count, dim = y.shape[0], y.shape[-1]
+    tiles = _cdiv(dim, BLOCK)
+    fp64 = y.dtype.itemsize == 8
+    grid = (tiles, tiles, count)
+    newton_schulz_t_kernel[grid](y, z, t, dim, y.stride(0), y.stride(1), BLOCK=BLOCK, FP64=fp64)
+    newton_schulz_yz_kernel[grid](y, z, t, y_out, z_out, dim, y.stride(0), y.stride(1), BLOCK=BLOCK, FP64=fp64)
+    buffers[1], buffers[2] = y, z
+    return y_out, z_out
+
+
 def _cases() -> list[dict]:
     cases = []
     for fp64 in (True, False):

@@ -21,13 +21,14 @@ _REGISTRY: dict[str, type[Family]] = {}
 _discovered = False
 
 
-def _normalise(name: str) -> str:
+def normalise_family_name(name: str) -> str:
+    """The registry's spelling of a family name: case and _/- do not matter."""
     return name.strip().lower().replace("_", "-")
 
 
 def register_family(cls: type[Family]) -> type[Family]:
     """Class decorator: make `cls` available as `gancore train <cls.name>`."""
-    name = _normalise(cls.name)
+    name = normalise_family_name(cls.name)
     existing = _REGISTRY.get(name)
     if existing is not None and existing.__qualname__ != cls.__qualname__:
         raise ValueError(f"family name {name!r} is taken by {existing.__module__}.{existing.__qualname__}")
@@ -48,7 +49,7 @@ def _discover() -> None:
 def get_family(name: str) -> type[Family]:
     """The family class registered as `name` (case and _/- insensitive)."""
     _discover()
-    key = _normalise(name)
+    key = normalise_family_name(name)
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, _REGISTRY, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -68,4 +69,4 @@ def list_families() -> dict[str, str]:
 
 
 __all__ = ["BenchCase", "ConfigError", "DataSpec", "Family", "Network", "Phase", "PhaseContext", "all_families",
-           "get_family", "list_families", "register_family"]
+           "get_family", "list_families", "normalise_family_name", "register_family"]

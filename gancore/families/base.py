@@ -22,9 +22,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message names the key."""
+from gancore.errors import ConfigError
+from gancore.utils.visual import save_samples
 
 
 def check_choice(key: str, value: object, choices: tuple) -> None:
@@ -221,8 +220,6 @@ class Family:
 
     def save_samples(self, samples: torch.Tensor, path: str) -> None:
         """Write generated samples as a PNG: a grid for images, a scatter plot for 2-D points."""
-        from gancore.train.visual import save_samples
-
         text = self.sample_text(samples)
         if text is not None:
             with open(os.path.splitext(path)[0] + ".txt", "w", encoding="utf-8") as f:

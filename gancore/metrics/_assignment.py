@@ -1,5 +1,8 @@
 """Minimum-cost perfect matching (the linear assignment problem), for exact Wasserstein distances.
 
+`min_cost_assignment` uses scipy.optimize.linear_sum_assignment (compiled) when scipy is importable,
+and the pure-numpy `hungarian` below otherwise; both return an optimal matching.
+
 The shortest-augmenting-path form of the Hungarian method (Kuhn 1955, Munkres 1957; the O(n^3)
 potentials formulation of Jonker & Volgenant 1987): rows are added one at a time, each by a Dijkstra
 search over reduced costs c[i, j] - u[i] - v[j] >= 0, with the inner scan over columns vectorised.
@@ -15,6 +18,17 @@ def min_cost_assignment(cost: np.ndarray) -> np.ndarray:
     cost = np.asarray(cost, dtype=np.float64)
     if cost.ndim != 2 or cost.shape[0] != cost.shape[1]:
         raise ValueError(f"cost must be a square matrix, got shape {cost.shape}")
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError:
+        return hungarian(cost)
+    rows, cols = linear_sum_assignment(cost)
+    return cols[np.argsort(rows)]
+
+
+def hungarian(cost: np.ndarray) -> np.ndarray:
+    """min_cost_assignment in numpy alone: O(n^3), the inner column scan vectorised."""
+    cost = np.asarray(cost, dtype=np.float64)
     n = cost.shape[0]
     row_potential = np.zeros(n + 1)
     col_potential = np.zeros(n + 1)

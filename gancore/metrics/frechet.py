@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from gancore.metrics import _fused
 from gancore.metrics._common import (
     ArrayLike,
     answer,
@@ -31,6 +30,7 @@ from gancore.metrics._common import (
     to_tensor,
 )
 from gancore.metrics.stats import FeatureStats, batch_moments
+from gancore.ops import fid as fid_ops
 
 METHODS = ("auto", "eigh", "newton_schulz")
 
@@ -191,7 +191,7 @@ def _congruence(factor: torch.Tensor, sigma: torch.Tensor, lower: bool) -> torch
     result is formed, which is all that eigvalsh(UPLO="U") and Newton–Schulz (symmetrised) read.
     """
     dim = factor.shape[-1]
-    panel = _fused._CPU_PANEL
+    panel = fid_ops.CPU_PANEL
     if not (lower and factor.device.type == "cpu" and dim > 2 * panel):
         return factor.transpose(-1, -2) @ sigma @ factor
     product = torch.empty_like(sigma)
@@ -210,10 +210,10 @@ def _trace_sqrt_psd(matrices: torch.Tensor, method: str, impl: str) -> torch.Ten
     """Sum of the square roots of the eigenvalues (clamped at 0) of symmetric matrices (upper triangles)."""
     if method == "eigh":
         return _eigvalsh(matrices).clamp_min(0.0).sqrt().sum(-1)
-    values, converged = _fused.newton_schulz_trace_sqrt(_fused.symmetrize(matrices), impl=impl)
+    values, converged = fid_ops.newton_schulz_trace_sqrt(fid_ops.symmetrize(matrices), impl=impl)
     if not bool(converged.all()):
         missing = ~converged
-        _fused.warn_not_converged(int(missing.sum()), matrices.shape[0])
+        fid_ops.warn_not_converged(int(missing.sum()), matrices.shape[0])
         fallback = _eigvalsh(matrices[missing]).clamp_min(0.0).sqrt().sum(-1)
         values = values.masked_scatter(missing, fallback)
     return values

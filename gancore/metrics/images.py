@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+from gancore.data.imageio import IMAGE_EXTENSIONS, find_images, to_8bit
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """The files with an image extension under `folder` (recursively), sorted; none is an error."""
+    """The image files under `folder` (recursively, the training loader's extensions), sorted; none is
+    an error."""
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder of images (nor an .npz statistics file)")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = [root / rel for rel in find_images(str(root))]
     if not files:
         raise ValueError(f"{root} contains no images (looked for {', '.join(IMAGE_EXTENSIONS)} files, "
                          "in subfolders too)")
@@ -37,8 +38,6 @@ def load_image(path: Path) -> torch.Tensor:
     and float images are first scaled to 8 bits as the training loader does (gancore.data.imageio):
     pytorch-fid's convert("RGB") clips them, so a 16-bit image would score against its 8-bit twin."""
     from PIL import Image
-
-    from gancore.data.imageio import to_8bit
 
     with Image.open(path) as image:
         rgb = pytorch_fid_rgb(to_8bit(image))

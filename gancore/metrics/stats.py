@@ -7,8 +7,8 @@ import os
 import numpy as np
 import torch
 
-from gancore.metrics import _fused
 from gancore.metrics._common import ArrayLike, check_finite, to_tensor
+from gancore.ops import fid as fid_ops
 
 
 class FeatureStats:
@@ -61,7 +61,7 @@ class FeatureStats:
         total = n_a + n_b
         delta = batch_mean - self._mean
         coef = torch.tensor([n_a * n_b / total], dtype=torch.float64, device=self._device)
-        _fused.scatter_update(self._scatter[None], x[None], batch_mean[None], delta[None], coef,
+        fid_ops.scatter_update(self._scatter[None], x[None], batch_mean[None], delta[None], coef,
                               impl=self.impl, fp64_products=self.fp64_products)
         self._upper_only = True
         self._mean = self._mean + delta * (n_b / total)
@@ -133,7 +133,7 @@ class FeatureStats:
         if self._scatter is None:
             raise ValueError("FeatureStats is empty: update it with features first")
         if self._upper_only:
-            self._scatter = _fused.symmetrize(self._scatter)
+            self._scatter = fid_ops.symmetrize(self._scatter)
             self._upper_only = False
         return self._scatter
 
@@ -233,6 +233,6 @@ def batch_moments(features: torch.Tensor, *, impl: str = "auto",
     mean = features.mean(1, dtype=torch.float64)
     scatter = torch.zeros(count, dim, dim, dtype=torch.float64, device=features.device)
     zeros = torch.zeros(count, dtype=torch.float64, device=features.device)
-    _fused.scatter_update(scatter, features, mean, torch.zeros_like(mean), zeros, impl=impl,
+    fid_ops.scatter_update(scatter, features, mean, torch.zeros_like(mean), zeros, impl=impl,
                           fp64_products=fp64_products)
-    return mean, _fused.symmetrize(scatter) / (n - 1)
+    return mean, fid_ops.symmetrize(scatter) / (n - 1)

@@ -42,6 +42,7 @@ class OpSpec:
     cpu_symbol: str | None = None  # attribute of gancore._C for the CPU kernels
     cuda_symbol: str | None = None  # attribute of gancore._C for the CUDA kernels
     triton_module: str | None = None  # module under gancore.kernels holding the Triton kernels
+    cpu_torch: bool = False  # the op's cpu backend is torch itself (MKL/LAPACK), not a gancore._C kernel
     warned: set = field(default_factory=set)
 
 
@@ -49,8 +50,9 @@ _OPS: dict[str, OpSpec] = {}
 _recorders: list[list[tuple[str, str]]] = []
 
 
-def register_op(name: str, *, cpu: str | None = None, cuda: str | None = None, triton: str | None = None):
-    _OPS[name] = OpSpec(name, cpu, cuda, triton)
+def register_op(name: str, *, cpu: str | None = None, cuda: str | None = None, triton: str | None = None,
+                cpu_torch: bool = False) -> None:
+    _OPS[name] = OpSpec(name, cpu, cuda, triton, cpu_torch)
 
 
 def _triton_reason(spec: OpSpec) -> str | None:
@@ -71,6 +73,8 @@ def unavailable_reason(op: str, impl: str, device_type: str) -> str | None:
     if impl == "cpu":
         if device_type != "cpu":
             return f"the cpu backend takes CPU tensors, got {device_type}"
+        if spec.cpu_torch:
+            return None
         if spec.cpu_symbol is None:
             return "no C++ CPU kernel for this op"
         return None if _ext.has(spec.cpu_symbol) else (_ext.LOAD_ERROR or f"gancore._C lacks {spec.cpu_symbol}")

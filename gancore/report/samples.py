@@ -20,8 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gancore.families.base import ConfigError, Family
-from gancore.train.checkpoint import atomic_write
+from gancore.errors import ConfigError
+from gancore.families.base import Family
+from gancore.utils.files import atomic_write
 
 FIXED_INPUTS = "sample_inputs.pt"
 SAMPLE_NAME = re.compile(r"^(\d+|final)\.(png|txt)$")

@@ -7,6 +7,9 @@ the old `latest` or the new one, both complete, or (killed between the two write
 checkpoint) a checkpoint and no `latest`, from which a resume starts. Files hold only tensors and
 plain Python values and load with torch.load(weights_only=True): no code runs from a checkpoint file.
 
+What a checkpoint holds is captured from, and restored into, a Trainer by `capture_state` and
+`restore_state` below, with each process's RNG states (`capture_rng` / `restore_rng`).
+
 One run at a time writes into a folder: it holds an exclusive lock (flock) on its `.lock` file,
 which names its pid. The kernel drops the lock when the process dies, so a stale one never blocks.
 """
@@ -15,12 +18,21 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import re
 import warnings
-from collections.abc import Callable
-from typing import IO, Any
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+
+from gancore.errors import ConfigError
+from gancore.train.config import config_diff
+from gancore.utils.files import atomic_write
+
+if TYPE_CHECKING:
+    from gancore.train.trainer import Trainer
 
 try:
     import fcntl
@@ -36,42 +48,16 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the run."""
 
 
+class ConfigMismatchError(ConfigError):
+    """A run was resumed with a config that differs from the checkpoint's (without force)."""
+
+
 class RunFolderError(RuntimeError):
     """The run folder cannot be used: it cannot be written, another run holds it, or it holds a run."""
 
 
 def checkpoint_name(step: int) -> str:
     return f"ckpt-{step:08d}.pt"
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not possible on some platforms (Windows); the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
-    """Write `path` through a temporary file and a rename, so readers never see a partial file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(folder)
 
 
 def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
@@ -211,3 +197,100 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     if not isinstance(state, dict) or "config" not in state or "step" not in state:
         raise CheckpointError(f"{path!r} is not a gancore checkpoint")
     return state
+
+
+# -- a trainer's state -----------------------------------------------------------------------------
+
+def capture_rng(device: torch.device) -> dict:
+    """This process's torch, Python, NumPy (and CUDA) generator states."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: Mapping, device: torch.device) -> None:
+    """Undo capture_rng."""
+    torch.set_rng_state(state["torch"].cpu())
+    version, py_state, gauss = state["python"]
+    random.setstate((version, tuple(py_state), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["gauss"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def capture_state(trainer: Trainer) -> dict:
+    """Everything needed to continue `trainer` exactly. Call on every process (RNG states are gathered)."""
+    return {
+        "format": 1,
+        "step": trainer.step,
+        "images_seen": trainer.images_seen,
+        "nonfinite_steps": trainer.nonfinite_steps,
+        "config": trainer.config,
+        "data_spec": trainer.spec.as_dict(),
+        "nets": {n: m.state_dict() for n, m in trainer.nets.items()},
+        "ema": {n: e.state_dict() for n, e in trainer.ema.items()},
+        "optimizers": {n: o.state_dict() for n, o in trainer.optimizers.items()},
+        "scaler": trainer.scaler.state_dict(),
+        "family": trainer.family.state_dict(),
+        # The learning-rate schedule is a function of the step and the config above.
+        "schedule": {"kind": trainer.train_config.lr_schedule, "steps": trainer.train_config.steps,
+                     "warmup_steps": trainer.train_config.warmup_steps,
+                     "factor": trainer._lr_factor(trainer.step)},
+        "rng": {"per_rank": trainer.dist.gather_objects(capture_rng(trainer.device)),
+                "draws": trainer.draws.generator.get_state()},
+    }
+
+def restore_state(trainer: Trainer, path: str, state: Mapping[str, Any], *, force: bool = False) -> None:
+    """Continue `trainer` from the loaded checkpoint `state` of `path`; refuses a different config unless
+    `force`."""
+    saved = state["config"]
+    if saved.get("family") != trainer.config["family"]:
+        raise ConfigMismatchError(f"{path} is a {saved.get('family')!r} run, not "
+                                  f"{trainer.config['family']!r}")
+    diff = config_diff(saved, trainer.config)
+    if trainer.train_config.lr_schedule != "constant" and saved["train"]["steps"] != trainer.train_config.steps:
+        diff.append(f"train.steps: {saved['train']['steps']} -> {trainer.train_config.steps} (the "
+                    f"{trainer.train_config.lr_schedule} learning-rate schedule spans train.steps)")
+    if diff and not force:
+        raise ConfigMismatchError(
+            f"the config differs from the one of {path}:\n  " + "\n  ".join(diff)
+            + "\nresume with the same settings, or force it (--force) to accept these changes")
+    try:
+        for n, module in trainer.nets.items():
+            module.load_state_dict(state["nets"][n])
+        for n, ema in trainer.ema.items():
+            if n in state["ema"]:
+                ema.load_state_dict(state["ema"][n])
+            else:
+                ema.module.load_state_dict(state["nets"][n])
+        for n, optimizer in trainer.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][n])
+            spec = trainer.specs[n]  # hyper-parameters come from the current config (they may be forced)
+            for group in optimizer.param_groups:
+                group.update(betas=spec.betas, weight_decay=spec.weight_decay)
+    except (KeyError, RuntimeError) as err:
+        raise CheckpointError(f"{path} does not fit the networks of this config: {err}") from err
+    trainer.scaler.load_state_dict(state["scaler"])
+    trainer.family.load_state_dict(state.get("family", {}))
+    trainer.step = int(state["step"])
+    trainer.images_seen = int(state["images_seen"])
+    trainer.nonfinite_steps = int(state["nonfinite_steps"])
+    per_rank = state["rng"]["per_rank"]
+    if len(per_rank) == trainer.dist.world_size:
+        restore_rng(per_rank[trainer.dist.rank], trainer.device)
+    else:
+        warnings.warn(f"{path} was written by {len(per_rank)} processes, this run has "
+                      f"{trainer.dist.world_size}: per-process RNG streams start afresh", stacklevel=2)
+    trainer.draws.generator.set_state(state["rng"]["draws"].cpu())
+    trainer.resumed_from = trainer.last_checkpoint = path
+    trainer.checkpointed_step = trainer.step

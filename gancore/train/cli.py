@@ -10,8 +10,9 @@ import warnings
 import torch
 
 from gancore.data.base import DataError
+from gancore.errors import ConfigError
 from gancore.families import get_family, list_families
-from gancore.families.base import ConfigError, DataSpec, Family
+from gancore.families.base import DataSpec, Family
 from gancore.report.samples import FIXED_INPUTS, load_fixed_inputs, save_sample_picture
 from gancore.train import checkpoint as ckpt
 from gancore.train.config import build_config, build_dataclass
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a GAN family. Settings come from the family's defaults, then --config files, "
                     "then --data, then --set overrides, then the flags below. Under torchrun "
                     "(torchrun --nproc_per_node=N -m gancore train ...) it trains with DDP.")
-    p.add_argument("family", nargs="?", help="family name (see --list)")
+    p.add_argument("family", nargs="?", help="family name (see --list); with --resume, the run's own by default")
     p.add_argument("--list", action="store_true", help="list the families and exit")
     p.add_argument("--config", action="append", default=[], metavar="FILE",
                    help="YAML/JSON config (repeatable)")
@@ -80,12 +81,13 @@ def run_train(args: argparse.Namespace) -> int:
     if args.list:
         _print_families()
         return 0
-    missing = [flag for flag, value in (("FAMILY", args.family), ("--out", args.out)) if not value]
-    if not args.resume and not args.dry_run and args.steps is None:
-        missing.append("--steps")
+    # The checkpoint records the family of a resumed run; a dry run writes nothing, so needs no folder.
+    needed = (("FAMILY", args.family or args.resume), ("--out", args.out or (args.dry_run and not args.resume)),
+              ("--steps", args.steps is not None or args.resume or args.dry_run))
+    missing = [flag for flag, present in needed if not present]
     if missing:
         return _fail("train", f"{', '.join(missing)} required (gancore train FAMILY --out DIR --steps N; "
-                              "families: gancore train --list)")
+                              "gancore train --resume --out DIR; families: gancore train --list)")
     try:
         base = None
         if args.resume:
@@ -100,7 +102,7 @@ def run_train(args: argparse.Namespace) -> int:
         flags = {key: value for key, value in given if value is not None}
         if args.tuned_alloc:
             flags["train.tuned_alloc"] = True
-        config = build_config(args.family, base=base, files=args.config, data=args.data,
+        config = build_config(args.family or base["family"], base=base, files=args.config, data=args.data,
                               overrides=args.overrides, flags=flags)
         trainer = Trainer(config, args.out, resume=args.resume, force=args.force)
     except _USER_ERRORS as err:

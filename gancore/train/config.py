@@ -27,9 +27,10 @@ from typing import Any
 
 import yaml
 
-from gancore.families import get_family
-from gancore.families.base import ConfigError, check_choice, check_positive
-from gancore.train.checkpoint import atomic_write
+from gancore.errors import ConfigError
+from gancore.families import Family, get_family, normalise_family_name
+from gancore.families.base import check_choice, check_positive
+from gancore.utils.files import atomic_write
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -97,11 +98,12 @@ class LogConfig:
 @dataclass
 class MetricsConfig:
     every: int = 0  # steps between evaluations; 0 disables
-    kind: str = "fid"
+    kind: str = "fd-builtin"  # fd-builtin: built-in offline extractor; fid: InceptionV3, weights from a file
     num_samples: int = 5000
+    inception_weights: str | None = None  # kind=fid: the pt_inception weights (else $GANCORE_FID_WEIGHTS)
 
     def __post_init__(self) -> None:
-        check_choice("metrics.kind", self.kind, ("fid",))
+        check_choice("metrics.kind", self.kind, ("fd-builtin", "fid"))
         check_positive("metrics.every", self.every, 0)
         check_positive("metrics.num_samples", self.num_samples, 2)
 
@@ -109,9 +111,13 @@ class MetricsConfig:
 _SECTION_TYPES = {"train": TrainConfig, "log": LogConfig, "metrics": MetricsConfig}
 
 
-def default_config(family: str) -> dict:
-    """The resolved config of `family` with nothing overridden."""
-    cls = get_family(family)
+def _family_class(family: str | type[Family]) -> type[Family]:
+    return get_family(family) if isinstance(family, str) else family
+
+
+def default_config(family: str | type[Family]) -> dict:
+    """The resolved config of `family` (a name or the registered class) with nothing overridden."""
+    cls = _family_class(family)
     return _plain({
         "family": cls.name,
         "model": dataclasses.asdict(cls.Config()),
@@ -252,11 +258,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def resolve(raw: Mapping[str, Any]) -> dict:
-    """Check a (merged) config and fill every default. Returns the resolved, plain config."""
+def resolve(raw: Mapping[str, Any], family: type[Family] | None = None) -> dict:
+    """Check a (merged) config and fill every default. Returns the resolved, plain config.
+    `family`: the class of raw["family"], when the caller has already looked it up."""
     if "family" not in raw:
         raise ConfigError("family: missing")
-    family = get_family(str(raw["family"]))
+    family = family or get_family(str(raw["family"]))
     unknown = sorted(set(raw) - set(SECTIONS) - {"family"})
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown config section; sections are {SECTIONS} (and family)")
@@ -272,7 +279,7 @@ def resolve(raw: Mapping[str, Any]) -> dict:
     return _plain(out)
 
 
-def data_override(current: Mapping[str, Any], data: str, family: str) -> dict:
+def data_override(current: Mapping[str, Any], data: str, family: type[Family]) -> dict:
     """The data section for `--data X`: a built-in dataset when X names one (and is no path), else
     X as the path of the current dataset type, or of the family's file-based type when that is built in."""
     from gancore.data import BUILTIN
@@ -281,7 +288,7 @@ def data_override(current: Mapping[str, Any], data: str, family: str) -> dict:
         return {"name": data}
     name = current.get("name")
     if name is None or name in BUILTIN:
-        name = get_family(family).path_data
+        name = family.path_data
     return {"name": name, "path": data}
 
 
@@ -290,22 +297,27 @@ def build_config(family: str, *, base: Mapping[str, Any] | None = None, files: l
                  flags: Mapping[str, Any] | None = None) -> dict:
     """The resolved config for a run, applying in order: `base` (defaults, or a resumed run's config),
     config files, `data` (--data), --set overrides, then explicit flags ({"train.steps": 200, ...})."""
-    raw = dict(base) if base is not None else default_config(family)
-    if get_family(family).name != get_family(str(raw.get("family", family))).name:
+    cls = get_family(family)  # looked up once; every stage below is handed the class
+
+    def same_family(name: object) -> bool:
+        return name is None or normalise_family_name(str(name)) == cls.name
+
+    raw = dict(base) if base is not None else default_config(cls)
+    if not same_family(raw.get("family")):
         raise ConfigError(f"family: the run is {raw['family']!r}, not {family!r}")
     for path in files:
         file_config = load_config_file(path)
-        if "family" in file_config and get_family(str(file_config["family"])).name != get_family(family).name:
+        if not same_family(file_config.get("family")):
             raise ConfigError(f"--config {path!r} is for family {file_config['family']!r}, not {family!r}")
         raw = merge(raw, file_config)
     if data is not None:
-        raw = merge(raw, {"data": data_override(raw.get("data") or {}, data, family)})
+        raw = merge(raw, {"data": data_override(raw.get("data") or {}, data, cls)})
     raw = merge(raw, parse_overrides(list(overrides)))
     nested: dict = {}
     for dotted, value in (flags or {}).items():
         section, field = dotted.split(".", 1)
         nested.setdefault(section, {})[field] = value
-    return resolve(merge(raw, nested))
+    return resolve(merge(raw, nested), cls)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from gancore.families.base import ConfigError
+from gancore.errors import ConfigError
 
 # How long a process that hit an error waits for the others to report in before naming the missing ones.
 _ROLL_CALL_MAX_S = 60.0

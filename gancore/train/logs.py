@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from tqdm import tqdm
 
-from gancore.train.checkpoint import atomic_write
+from gancore.utils.files import atomic_write
 
 
 class RunLog:

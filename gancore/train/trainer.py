@@ -27,21 +27,21 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gancore import report
 from gancore.data import BUILTIN, GanDataset, build_dataset
+from gancore.errors import ConfigError
 from gancore.families import get_family
-from gancore.families.base import ConfigError, DataSpec, Network, Phase, PhaseContext
+from gancore.families.base import DataSpec, Network, Phase, PhaseContext
 from gancore.train import checkpoint as ckpt
 from gancore.train.config import (
     LogConfig,
     MetricsConfig,
     TrainConfig,
     build_dataclass,
-    config_diff,
     dump,
     resolve,
 )
 from gancore.train.distributed import DistEnv, setup
 from gancore.train.ema import EMA
-from gancore.train.hooks import FIDHook, Hook
+from gancore.train.hooks import FrechetHook, Hook
 from gancore.train.loader import batch_stream
 from gancore.train.logs import RunLog
 from gancore.utils.allocator import tune_cpu_allocator
@@ -51,10 +51,6 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 class NonFiniteLossError(RuntimeError):
     """Too many steps in a row had a non-finite loss or gradient; the run stopped."""
-
-
-class ConfigMismatchError(ConfigError):
-    """A run was resumed with a config that differs from the checkpoint's (without force)."""
 
 
 class RunExistsError(ckpt.RunFolderError):
@@ -115,31 +111,6 @@ def _spec_of(dataset: Any) -> DataSpec:
     return DataSpec(key, tuple(first[key].shape), getattr(dataset, "num_classes", None))
 
 
-def _capture_rng(device: torch.device) -> dict:
-    py_version, py_state, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": [py_version, list(py_state), py_gauss],
-        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _restore_rng(state: Mapping, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    version, py_state, gauss = state["python"]
-    random.setstate((version, tuple(py_state), gauss))
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["gauss"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
 _OPTIMIZERS = {"adam", "rmsprop", "sgd"}
 
 
@@ -177,7 +148,8 @@ class Trainer:
     def __init__(self, config: Mapping[str, Any], out_dir: str | None = None, *,
                  dataset: GanDataset | None = None, resume: bool = False, force: bool = False,
                  hooks: Sequence[Hook] = ()) -> None:
-        self.config = resolve(config)
+        family_cls = get_family(str(config["family"])) if "family" in config else None
+        self.config = resolve(config, family_cls)
         self.train_config: TrainConfig = build_dataclass(TrainConfig, self.config["train"], "train")
         self.log_config: LogConfig = build_dataclass(LogConfig, self.config["log"], "log")
         metrics_config: MetricsConfig = build_dataclass(MetricsConfig, self.config["metrics"], "metrics")
@@ -190,7 +162,6 @@ class Trainer:
         self.device = self.dist.device
         self._check_settings()
 
-        family_cls = get_family(self.config["family"])
         self.family = family_cls(build_dataclass(family_cls.Config, self.config["model"], "model"))
         self.dataset = dataset if dataset is not None else build_dataset(self.config["data"],
                                                                          self.family.data_hints())
@@ -238,7 +209,11 @@ class Trainer:
         self._batches: Iterator[dict] | None = None
         self.hooks: list[Hook] = list(hooks)
         if metrics_config.every:
-            self.hooks.append(FIDHook(metrics_config.every, metrics_config.num_samples))
+            self.hooks.append(FrechetHook(metrics_config.every, metrics_config.num_samples, metrics_config.kind,
+                                          metrics_config.inception_weights))
+        for hook in self.hooks:
+            if hasattr(hook, "check"):
+                hook.check(self)
         self.resumed_from: str | None = None
         self.last_checkpoint: str | None = None
         # Known on every process (last_checkpoint only on the main one), so that all decide alike
@@ -479,74 +454,15 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """Everything needed to continue exactly. Call on every process (RNG states are gathered)."""
-        return {
-            "format": 1,
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "nonfinite_steps": self.nonfinite_steps,
-            "config": self.config,
-            "data_spec": self.spec.as_dict(),
-            "nets": {n: m.state_dict() for n, m in self.nets.items()},
-            "ema": {n: e.state_dict() for n, e in self.ema.items()},
-            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-            "scaler": self.scaler.state_dict(),
-            "family": self.family.state_dict(),
-            # The learning-rate schedule is a function of the step and the config above.
-            "schedule": {"kind": self.train_config.lr_schedule, "steps": self.train_config.steps,
-                         "warmup_steps": self.train_config.warmup_steps,
-                         "factor": self._lr_factor(self.step)},
-            "rng": {"per_rank": self.dist.gather_objects(_capture_rng(self.device)),
-                    "draws": self.draws.generator.get_state()},
-        }
+        """Everything needed to continue exactly (gancore.train.checkpoint.capture_state)."""
+        return ckpt.capture_state(self)
 
     def load(self, path: str, *, force: bool = False, state: Mapping[str, Any] | None = None) -> None:
         """Continue from checkpoint `path` (already loaded: `state`); refuses a different config unless
-        `force`."""
-        if state is None:
-            state = ckpt.load_checkpoint(path, map_location=self.device)
-        saved = state["config"]
-        if saved.get("family") != self.config["family"]:
-            raise ConfigMismatchError(f"{path} is a {saved.get('family')!r} run, not "
-                                      f"{self.config['family']!r}")
-        diff = config_diff(saved, self.config)
-        if self.train_config.lr_schedule != "constant" and saved["train"]["steps"] != self.train_config.steps:
-            diff.append(f"train.steps: {saved['train']['steps']} -> {self.train_config.steps} (the "
-                        f"{self.train_config.lr_schedule} learning-rate schedule spans train.steps)")
-        if diff and not force:
-            raise ConfigMismatchError(
-                f"the config differs from the one of {path}:\n  " + "\n  ".join(diff)
-                + "\nresume with the same settings, or force it (--force) to accept these changes")
-        try:
-            for n, module in self.nets.items():
-                module.load_state_dict(state["nets"][n])
-            for n, ema in self.ema.items():
-                if n in state["ema"]:
-                    ema.load_state_dict(state["ema"][n])
-                else:
-                    ema.module.load_state_dict(state["nets"][n])
-            for n, optimizer in self.optimizers.items():
-                optimizer.load_state_dict(state["optimizers"][n])
-                spec = self.specs[n]  # hyper-parameters come from the current config (they may be forced)
-                for group in optimizer.param_groups:
-                    group.update(betas=spec.betas, weight_decay=spec.weight_decay)
-        except (KeyError, RuntimeError) as err:
-            raise ckpt.CheckpointError(f"{path} does not fit the networks of this config: {err}") from err
-        self.scaler.load_state_dict(state["scaler"])
-        self.family.load_state_dict(state.get("family", {}))
-        self.step = int(state["step"])
-        self.images_seen = int(state["images_seen"])
-        self.nonfinite_steps = int(state["nonfinite_steps"])
-        per_rank = state["rng"]["per_rank"]
-        if len(per_rank) == self.dist.world_size:
-            _restore_rng(per_rank[self.dist.rank], self.device)
-        else:
-            warnings.warn(f"{path} was written by {len(per_rank)} processes, this run has "
-                          f"{self.dist.world_size}: per-process RNG streams start afresh", stacklevel=2)
-        self.draws.generator.set_state(state["rng"]["draws"].cpu())
+        `force` (gancore.train.checkpoint.restore_state)."""
+        ckpt.restore_state(self, path, ckpt.load_checkpoint(path, map_location=self.device) if state is None
+                           else state, force=force)
         self._batches = None
-        self.resumed_from = self.last_checkpoint = path
-        self.checkpointed_step = self.step
 
     def save_checkpoint(self) -> str | None:
         """Write a checkpoint of the current step (main process; all processes must call)."""

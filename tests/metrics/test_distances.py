@@ -8,7 +8,7 @@ import pytest
 import scipy.optimize
 import scipy.stats
 
-from gancore.metrics._assignment import min_cost_assignment
+from gancore.metrics._assignment import hungarian, min_cost_assignment
 from gancore.metrics.distances import kid, mmd2, wasserstein_distance
 from gancore.metrics.nearest import nearest_neighbour_accuracy, precision_recall
 
@@ -67,15 +67,37 @@ def test_wasserstein_exact_in_two_dimensions():
     assert wasserstein_distance(a, b, method="exact") == pytest.approx(1 / 3)
 
 
-def test_assignment_is_optimal(rng):
+@pytest.mark.parametrize("solve", [min_cost_assignment, hungarian], ids=["scipy", "numpy-fallback"])
+def test_assignment_is_optimal(rng, solve):
     small = rng.random((6, 6))
     best = min(sum(small[i, p[i]] for i in range(6)) for p in itertools.permutations(range(6)))
-    cols = min_cost_assignment(small)
+    cols = solve(small)
     assert sorted(cols) == list(range(6))
     assert small[np.arange(6), cols].sum() == pytest.approx(best)
     large = rng.random((40, 40))
     rows, oracle = scipy.optimize.linear_sum_assignment(large)
-    assert large[np.arange(40), min_cost_assignment(large)].sum() == pytest.approx(large[rows, oracle].sum())
+    assert large[np.arange(40), solve(large)].sum() == pytest.approx(large[rows, oracle].sum())
+
+
+def test_assignment_falls_back_to_numpy_without_scipy(rng, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name.startswith("scipy"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    from gancore.metrics import _assignment
+
+    calls = []
+    monkeypatch.setattr(_assignment, "hungarian", lambda cost: calls.append(cost) or hungarian(cost))
+    cost = rng.random((12, 12))
+    with_scipy = min_cost_assignment(cost)
+    assert calls == []  # scipy answered
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    assert list(min_cost_assignment(cost)) == list(with_scipy) and len(calls) == 1
 
 
 def test_sliced_wasserstein_of_a_translation(rng):

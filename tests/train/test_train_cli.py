@@ -28,6 +28,7 @@ def test_list(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["train"], "FAMILY, --out, --steps required"),
     (["train", "dcgan", "--out", "x"], "--steps required"),
+    (["train", "--resume"], "--out required"),  # the family comes from the checkpoint, the folder cannot
     (["train", "dcganx", "--out", "x", "--steps", "1"], "unknown family 'dcganx'; did you mean 'dcgan'"),
     (["train", "dcgan", "--out", "x", "--steps", "1", "--set", "train.lr=1"], "train.lr: unknown key"),
     (["train", "dcgan", "--out", "x", "--steps", "1", "--data", "/no/such/dir"], "no such file or directory"),
@@ -45,6 +46,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert "DCGANGenerator, 3.577M parameters" in plan  # the paper's 64x64 generator (not the demo default)
     assert "phase      D: optimises D, every step" in plan and "steps      0 -> 10000" in plan
     assert not out.exists()
+    assert cli("train", "dcgan", "--dry-run") == 0  # nothing is written, so no folder is needed
+    assert "outputs    (none)" in capsys.readouterr().out
 
 
 def test_train_then_sample_from_run_and_checkpoint(tmp_path, capsys):
@@ -78,9 +81,12 @@ def test_resume_from_the_cli(tmp_path, capsys):
     # the run's own settings are the base of a resume: only what is given here may differ
     assert cli("train", "dcgan", "--out", run, "--resume", "--steps", 4) == 0
     assert ckpt.latest_checkpoint(str(run)).endswith(ckpt.checkpoint_name(4))
-    assert cli("train", "dcgan", "--out", run, "--resume", "--steps", 5, "--batch-size", 8) == 2
+    assert cli("train", "--out", run, "--resume", "--steps", 5) == 0  # FAMILY is the checkpoint's
+    assert ckpt.latest_checkpoint(str(run)).endswith(ckpt.checkpoint_name(5))
+    assert cli("train", "--out", run, "--resume", "--steps", 4) == 2  # still every other check: past 5
+    assert cli("train", "dcgan", "--out", run, "--resume", "--steps", 6, "--batch-size", 8) == 2
     assert "train.batch_size: 4 -> 8" in capsys.readouterr().err
-    assert cli("train", "dcgan", "--out", run, "--resume", "--steps", 5, "--batch-size", 8, "--force") == 0
+    assert cli("train", "dcgan", "--out", run, "--resume", "--steps", 6, "--batch-size", 8, "--force") == 0
     assert cli("train", "dcgan", "--out", tmp_path / "new", "--resume") == 2
     assert "holds no checkpoint" in capsys.readouterr().err
 

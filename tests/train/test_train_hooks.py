@@ -1,73 +1,71 @@
-"""Periodic metric evaluation, against a stand-in for gancore.metrics (built in another issue)."""
+"""Periodic metric evaluation through the real gancore.metrics, checked against a recomputation."""
 
 import json
-import sys
-import types
 
 import pytest
 import torch
 
+from gancore import metrics
+from gancore.families.base import ConfigError
+from gancore.metrics.inception import InceptionV3FID
 from gancore.train import Trainer
 from tests.train.trainhelpers import tiny_config
 
 
-class _Stats:
-    instances = 0
-
-    def __init__(self, dim):
-        type(self).instances += 1
-        self.rows = []
-
-    def update(self, feats):
-        self.rows.append(feats)
-
-    @property
-    def mu(self):
-        return torch.cat(self.rows).mean(0)
-
-    @property
-    def sigma(self):
-        return torch.cov(torch.cat(self.rows).T)
+def _records(folder):
+    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
 
 
-class _Extractor(torch.nn.Module):
-    def forward(self, images):
-        assert images.dim() == 4 and images.shape[1] in (1, 3)
-        return images.mean(dim=(2, 3))
+def _recomputed(trainer, extractor, n):
+    """The Fréchet distance the hook should log, computed here from the same images: the first n training
+    images, and the generator's samples at the hook's latents (seed + 3)."""
+    real = torch.stack([trainer.dataset[i][trainer.spec.key] for i in range(n)])
+    latents = trainer.family.make_latents(n, torch.Generator().manual_seed(trainer.train_config.seed + 3),
+                                          trainer.device)
+    with torch.no_grad():
+        fake = trainer.generate(latents).float()
+    real_stats = metrics.compute_stats(extractor, real, batch_size=n)
+    fake_stats = metrics.compute_stats(extractor, fake, batch_size=n)
+    return float(metrics.frechet_distance(real_stats.mu, real_stats.sigma, fake_stats.mu, fake_stats.sigma))
 
 
-def _fake_metrics():
-    module = types.ModuleType("gancore.metrics")
-    module.FeatureStats = _Stats
-    module.BuiltinExtractor = _Extractor
-    module.frechet_distance = lambda m1, s1, m2, s2: float((m1 - m2).square().sum() + (s1 - s2).abs().sum())
-    return module
-
-
-def test_fid_is_logged_every_k_steps(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "gancore.metrics", _fake_metrics())
-    _Stats.instances = 0
-    config = tiny_config("dcgan", "metrics.every=2", "metrics.num_samples=20", "log.every=100", steps=4)
+def test_builtin_frechet_distance_is_logged_under_its_own_name_every_k_steps(tmp_path):
+    config = tiny_config("dcgan", "model.resolution=16", "metrics.every=2", "metrics.num_samples=20",
+                         "log.every=100", steps=4)
     trainer = Trainer(config, str(tmp_path))
     trainer.fit()
-    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    fids = [(r["step"], r["metrics/fid"]) for r in records if "metrics/fid" in r]
-    assert [s for s, _ in fids] == [2, 4] and all(v >= 0 for _, v in fids)
-    assert _Stats.instances == 3  # the real statistics once, the generated ones at each evaluation
+    records = _records(tmp_path)
+    logged = [(r["step"], r["metrics/fd_builtin"]) for r in records if "metrics/fd_builtin" in r]
+    assert [s for s, _ in logged] == [2, 4] and not any("metrics/fid" in r for r in records)
+    expected = _recomputed(trainer, metrics.BuiltinExtractor().eval(), 20)
+    assert logged[-1][1] == pytest.approx(expected, rel=1e-4)  # the final evaluation, with the final weights
+    assert logged[0][1] != logged[-1][1]
 
 
-def test_missing_metrics_package_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "gancore.metrics", None)  # makes the import fail
-    trainer = Trainer(tiny_config("dcgan", "metrics.every=1", "metrics.num_samples=8", steps=1))
-    with pytest.raises(RuntimeError, match="needs gancore.metrics"):
-        trainer.fit()
+def test_fid_kind_uses_the_inception_weights_file_and_logs_metrics_fid(tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "pt_inception.pth"
+    torch.save(InceptionV3FID().state_dict(), weights)  # random weights under the real keys
+    config = tiny_config("dcgan", "metrics.every=1", "metrics.num_samples=4", "metrics.kind=fid",
+                         f"metrics.inception_weights={weights}", "log.every=100", steps=1)
+    trainer = Trainer(config, str(tmp_path / "run"))
+    trainer.fit()
+    logged = [r["metrics/fid"] for r in _records(tmp_path / "run") if "metrics/fid" in r]
+    inception = metrics.load_fid_inception(weights)
+    assert len(logged) == 1 and logged[0] == pytest.approx(_recomputed(trainer, inception, 4), rel=1e-3)
 
 
-def test_fid_needs_images(monkeypatch):
-    monkeypatch.setitem(sys.modules, "gancore.metrics", _fake_metrics())
-    trainer = Trainer(tiny_config("wgan-gp", "metrics.every=1", "metrics.num_samples=8", steps=1))
-    with pytest.raises(ValueError, match="needs images"):
-        trainer.fit()
+def test_fid_without_weights_fails_at_start_up_naming_the_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANCORE_FID_WEIGHTS", str(tmp_path / "absent.pth"))
+    with pytest.raises(ConfigError, match="metrics.kind=fid: .*absent.pth.*metrics.inception_weights"):
+        Trainer(tiny_config("dcgan", "metrics.every=1", "metrics.kind=fid", steps=1))
+
+
+def test_metrics_on_data_they_cannot_measure_fail_at_start_up():
+    with pytest.raises(ConfigError, match=r"metrics.kind=fd-builtin needs images .*shape \(2,\)"):
+        Trainer(tiny_config("wgan-gp", "metrics.every=1", "metrics.num_samples=8", steps=1))
+    with pytest.raises(ConfigError, match="at least 16x16; the data's are 8x8"):
+        Trainer(tiny_config("dcgan", "metrics.every=1", "metrics.num_samples=8", steps=1))
 
 
 def test_custom_hooks_run_on_schedule(tmp_path):

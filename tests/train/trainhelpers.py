@@ -34,3 +34,12 @@ def assert_same(a, b):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def use_sgd(trainer):
+    """Swap every network's optimiser for plain SGD at the same learning rate. Adam divides by its second
+    moment and so cannot see a constant factor on the gradients; SGD's update is the gradient, so tests of
+    gradient accumulation and of multi-process runs compare exactly what was summed."""
+    trainer.optimizers = {name: torch.optim.SGD(trainer.nets[name].parameters(), lr=trainer.specs[name].lr)
+                          for name in trainer.optimizers}
+    return trainer
