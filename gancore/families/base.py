@@ -14,6 +14,7 @@ devices, precision, DDP, gradient accumulation, optimiser steps, EMA, checkpoint
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -204,6 +205,24 @@ class Family:
         """Samples from the inputs make_latents drew: by default the generator "G" applied to them."""
         return nets["G"](latents)
 
+    def make_sample_inputs(self, n: int, generator: torch.Generator, device: torch.device) -> dict[str, Any]:
+        """The fixed inputs of the run's sample pictures, saved in its run folder so that a resumed run (and
+        `gancore sample`) shows the same ones: "latents" (what generate() takes) and, for image-to-image
+        families, "inputs" and "targets": (N, C, H, W) images shown beside each output (input | output |
+        target). By default only make_latents()."""
+        return {"latents": self.make_latents(n, generator, device)}
+
+    def sample_text(self, samples: torch.Tensor) -> list[str] | None:
+        """Samples as text, one string each, for families whose samples are token sequences (SeqGAN); None for
+        pictures. With text, save_samples writes them one per line to a .txt file beside its .png path, and
+        the run report shows that text."""
+        return None
+
     def save_samples(self, samples: torch.Tensor, path: str) -> None:
         """Write generated samples as a PNG: a grid for images, a scatter plot for 2-D points."""
+        text = self.sample_text(samples)
+        if text is not None:
+            with open(os.path.splitext(path)[0] + ".txt", "w", encoding="utf-8") as f:
+                f.write("".join(line.replace("\n", " ") + "\n" for line in text))
+            return
         save_samples(samples, path)

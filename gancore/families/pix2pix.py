@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -145,6 +146,8 @@ class ImageTranslation(Family):
     default_train = {"batch_size": 1, "channels_last": True}
     #: Data key of the sample inputs (the generator that makes samples reads it).
     source_key = "A"
+    #: Data key of what a sample input should translate to, for paired data (None: unpaired).
+    target_key: str | None = None
 
     def lr_factor(self, epoch: int) -> float:
         return linear_decay(epoch, self.config.n_epochs, self.config.n_epochs_decay)
@@ -160,13 +163,26 @@ class ImageTranslation(Family):
                               f"built-in such as {self.default_data['name']}); the samples have {sorted(first)}")
         return tuple(first["A"].shape), tuple(first["B"].shape)
 
-    def make_latents(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """n input images drawn from the training data (the inputs that sample grids and metrics translate)."""
+    def _sample_rows(self, n: int, generator: torch.Generator) -> list[dict]:
         if self.dataset is None:
             raise ConfigError(f"{self.name} translates images, so its samples need input images: use "
                               "`gancore translate RUN --input DIR --out DIR`")
         picks = torch.randint(len(self.dataset), (n,), generator=generator, device=generator.device).tolist()
-        return torch.stack([self.dataset[i][self.source_key] for i in picks]).to(device)
+        return [self.dataset[i] for i in picks]
+
+    def make_latents(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """n input images drawn from the training data (the inputs that sample grids and metrics translate)."""
+        return torch.stack([row[self.source_key] for row in self._sample_rows(n, generator)]).to(device)
+
+    def make_sample_inputs(self, n: int, generator: torch.Generator, device: torch.device) -> dict[str, Any]:
+        """make_latents' images (the same draw), shown beside their translations, with their targets when the
+        data is paired."""
+        rows = self._sample_rows(n, generator)
+        source = torch.stack([row[self.source_key] for row in rows]).to(device)
+        out = {"latents": source, "inputs": source}
+        if self.target_key is not None:
+            out["targets"] = torch.stack([row[self.target_key] for row in rows]).to(device)
+        return out
 
 
 @dataclass

@@ -12,7 +12,8 @@ import torch
 from gancore.data.base import DataError
 from gancore.errors import ConfigError
 from gancore.families import get_family, list_families
-from gancore.families.base import DataSpec
+from gancore.families.base import DataSpec, Family
+from gancore.report.samples import FIXED_INPUTS, load_fixed_inputs, save_sample_picture
 from gancore.train import checkpoint as ckpt
 from gancore.train.config import build_config, build_dataclass
 from gancore.train.distributed import PeerError, choose_device
@@ -56,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a run folder (its latest checkpoint) or a checkpoint file")
     s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("--out", default="grid.png", help="PNG to write (default grid.png)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the latent inputs")
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed of the latent inputs (image-to-image runs translate the inputs the run saved)")
     s.add_argument("--no-ema", action="store_true", help="use the trained weights, not their EMA")
     s.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
     s.set_defaults(func=run_sample)
@@ -165,6 +167,18 @@ def _check_finite_weights(weights: dict, name: str, path: str) -> None:
                                    "earlier checkpoint, or use --no-ema if only the EMA is broken")
 
 
+def _sample_inputs(family: Family, checkpoint: str, n: int, seed: int, device: torch.device) -> dict:
+    """Fresh latents from `seed`, or, for a family whose inputs come from its training data (image-to-image:
+    make_latents refuses without it), the first n of the sample inputs its run folder saved."""
+    try:
+        return {"latents": family.make_latents(n, torch.Generator(device).manual_seed(seed), device)}
+    except ConfigError as err:
+        saved = load_fixed_inputs(os.path.dirname(os.path.abspath(checkpoint)), device)
+        if saved is None:
+            raise ConfigError(f"{err} (no saved sample inputs {FIXED_INPUTS} beside {checkpoint})") from None
+        return {k: v[:n] if isinstance(v, torch.Tensor) else v for k, v in saved.items()}
+
+
 def run_sample(args: argparse.Namespace) -> int:
     try:
         if args.n < 1:
@@ -189,14 +203,15 @@ def run_sample(args: argparse.Namespace) -> int:
                 nets[name] = network.module.to(device).eval()
         except KeyError as err:
             raise ckpt.CheckpointError(f"{path} is incomplete: it has no {err}") from None
-        latents = family.make_latents(args.n, torch.Generator(device).manual_seed(args.seed), device)
+        inputs = _sample_inputs(family, path, args.n, args.seed, device)
         with torch.no_grad():
-            samples = family.generate(nets, latents).float()
+            samples = family.generate(nets, inputs["latents"]).float()
         if not torch.isfinite(samples).all():
             raise ckpt.CheckpointError(f"{path}: the generator's samples hold NaN or inf; nothing written")
-        family.save_samples(samples, args.out)
+        save_sample_picture(family, inputs, samples, args.out)
     except _USER_ERRORS as err:
         return _fail("sample", err)
     which = "EMA" if state["ema"] and not args.no_ema else "trained"
-    print(f"wrote {args.out}: {args.n} samples from {path} (step {state['step']}, {which} weights)")
+    saved = f" (translating the run's saved sample inputs, {FIXED_INPUTS})" if "inputs" in inputs else ""
+    print(f"wrote {args.out}: {len(samples)} samples from {path} (step {state['step']}, {which} weights){saved}")
     return 0

@@ -85,6 +85,7 @@ class LogConfig:
     keep: int = 3  # checkpoints kept
     tensorboard: bool = True  # when tensorboard is installed
     progress: bool = True
+    report: bool = True  # refresh the run report (RUN/report/index.html, gancore.report) with every sample grid
 
     def __post_init__(self) -> None:
         check_positive("log.every", self.every)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from gancore import report
 from gancore.data import BUILTIN, GanDataset, build_dataset
 from gancore.errors import ConfigError
 from gancore.families import get_family
@@ -196,7 +197,8 @@ class Trainer:
         self.draws = _BatchDraws(tc.seed + 1, self.device, self.dist.rank, self.per_process_batch,
                                  tc.accumulate, self.dist.world_size)
         _seed_everything(tc.seed + 7919 * (self.dist.rank + 1))
-        self.sample_latents = self.family.make_latents(
+        # The fixed inputs of the sample pictures (a resumed run continues with those its folder saved).
+        self.sample_inputs = self.family.make_sample_inputs(
             self.log_config.sample_n, torch.Generator(self.device).manual_seed(tc.seed + 2), self.device)
 
         self.step = 0
@@ -225,6 +227,7 @@ class Trainer:
                                            "(no such folder)")
             path, state = ckpt.load_latest(out_dir)
             self.load(path, force=force, state=state)
+            self.sample_inputs = report.fixed_inputs(out_dir, self.sample_inputs, self.device)
         self.force = force
         self._lock: Any = None
 
@@ -419,6 +422,11 @@ class Trainer:
 
     # -- sampling ----------------------------------------------------------------------------------
 
+    @property
+    def sample_latents(self) -> Any:
+        """What the generator takes to draw the sample pictures (see Family.make_sample_inputs)."""
+        return self.sample_inputs["latents"]
+
     @torch.no_grad()
     def generate(self, latents: torch.Tensor) -> torch.Tensor:
         """Samples from the EMA networks where kept (else the trained ones), in eval mode, as float32."""
@@ -434,8 +442,14 @@ class Trainer:
                 m.train(modes[n])
 
     def save_samples(self, path: str) -> None:
-        """A picture of samples at the run's fixed latents."""
-        self.family.save_samples(self.generate(self.sample_latents), path)
+        """A picture of samples at the run's fixed inputs (input | output | target for image-to-image)."""
+        report.save_sample_picture(self.family, self.sample_inputs, self.generate(self.sample_latents), path)
+
+    def _write_samples(self, name: str) -> None:
+        """samples/<name>, then (log.report) the run report refreshed to show it. Main process only."""
+        self.save_samples(os.path.join(self.out_dir, "samples", name))
+        if self.log_config.report:
+            report.refresh(self)
 
     # -- checkpoints ---------------------------------------------------------------------------------
 
@@ -483,6 +497,7 @@ class Trainer:
                                      "another --out")
             ckpt.remove_run(self.out_dir)
         ckpt.remove_temporaries(self.out_dir)
+        report.start_run(self.out_dir, self.sample_inputs, fresh=self.resumed_from is None)
         if self.resumed_from is None:
             dump(self.config, os.path.join(self.out_dir, "config.yaml"))
 
@@ -554,7 +569,7 @@ class Trainer:
                     log.show({k: v for k, v in values.items() if k.endswith("/loss") or k == "images_per_s"})
                     window_start, window_steps = now, 0
                 if due["samples"] and self.dist.is_main and self.out_dir is not None:
-                    self.save_samples(os.path.join(self.out_dir, "samples", f"{self.step:08d}.png"))
+                    self._write_samples(f"{self.step:08d}.png")
                 if due["checkpoint"] and self._streak == 0:
                     self.save_checkpoint()
                 for hook in self.hooks:
@@ -565,7 +580,7 @@ class Trainer:
             if self.out_dir is not None and self._streak == 0 and self.checkpointed_step != self.step:
                 self.save_checkpoint()
             if self.dist.is_main and self.out_dir is not None:
-                self.save_samples(os.path.join(self.out_dir, "samples", "final.png"))
+                self._write_samples("final.png")
         except NonFiniteLossError:
             raise
         except RuntimeError as err:

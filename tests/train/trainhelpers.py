@@ -9,7 +9,7 @@ TINY = {
     "wgan-gp": ["model.mlp_width=16", "model.mlp_depth=2", "model.latent_dim=4", "model.n_critic=2"],
 }
 TINY_DATA = {"wgan-gp": "ring"}
-QUIET = ["log.progress=false", "log.tensorboard=false"]
+QUIET = ["log.progress=false", "log.tensorboard=false", "log.report=false"]  # tests/report covers the report
 
 
 def tiny_config(family="dcgan", *overrides, steps=4, batch_size=8, data=None):
