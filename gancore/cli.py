@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "gancore.train.cli",
     "gancore.metrics.cli",
     "gancore.translate",
+    "gancore.sr_cli",
 )
 
 

@@ -47,6 +47,11 @@ def downscale(img: Image.Image, scale: int) -> Image.Image:
     return img.resize((w // scale, h // scale), Image.BICUBIC)
 
 
+def upscale(img: Image.Image, scale: int) -> Image.Image:
+    """Bicubic upscaling by `scale`: the baseline that SR tables list as "bicubic"."""
+    return img.resize((img.width * scale, img.height * scale), Image.BICUBIC)
+
+
 def _colour(rng: random.Random) -> tuple[int, int, int]:
     rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.3, 1.0), rng.uniform(0.2, 1.0))
     return tuple(round(255 * c) for c in rgb)
