@@ -1,5 +1,7 @@
 """SRResNet and SRGAN: the paper's settings, the VGG54 content loss, tiling, the CLI, and that they learn."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -20,8 +22,8 @@ from gancore.sr_cli import receptive_radius, upscale_tiled
 from gancore.train import Trainer, build_config
 
 QUIET = ["log.progress=false", "log.tensorboard=false", "log.sample_n=2"]
-# The proof's network and data: x2, a 16-wide trunk of 2 blocks, 16x16 HR crops.
-TINY = ["model.scale=2", "model.width=16", "model.n_blocks=2", "data.hr_size=16", *QUIET]
+# The proof's network and data: x2, a 16-wide trunk of one block, 24x24 HR crops.
+TINY = ["model.scale=2", "model.width=16", "model.n_blocks=1", "data.hr_size=24", *QUIET]
 PRETRAIN_STEPS = 600
 HELD_OUT = 12
 
@@ -62,9 +64,12 @@ def held_out():
 
 
 def _psnr_of(g: nn.Module, lr: torch.Tensor, hr: torch.Tensor) -> float:
+    """Held-out PSNR of g in eval mode (running statistics), of its 8-bit outputs; g's mode is kept."""
+    mode = g.training
     g.eval()
     with torch.no_grad():
         sr = ((g(lr).clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+    g.train(mode)
     return float(sr_scores(sr, hr, 2)["psnr"].mean())
 
 
@@ -73,7 +78,7 @@ def srresnet_run(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("srresnet") / "run"
     trainer = Trainer(build_config("srresnet", overrides=TINY + [
-        "model.lr=2e-3", "data.size=4096", "train.batch_size=16", f"train.steps={PRETRAIN_STEPS}"]), str(out))
+        "model.lr=2e-3", "data.size=4096", "train.batch_size=8", f"train.steps={PRETRAIN_STEPS}"]), str(out))
     trainer.fit()
     return out, trainer.nets["G"]
 
@@ -182,26 +187,31 @@ def test_srresnet_beats_bicubic_on_held_out_images(srresnet_run, held_out):
     lr, hr, bicubic = held_out
     psnr_bicubic = float(sr_scores(bicubic, hr, 2)["psnr"].mean())
     psnr_sr = _psnr_of(g, lr, hr)
-    assert psnr_sr > psnr_bicubic + 0.2, (psnr_sr, psnr_bicubic)
+    # 600 steps of batch 8 at 2e-3 (the paper's 1e-4 needs far more): about +0.9 dB in trials
+    assert psnr_sr > psnr_bicubic + 0.3, (psnr_sr, psnr_bicubic)
 
 
-def test_srgan_starts_from_the_srresnet_run_and_keeps_its_psnr(srresnet_run, held_out, vgg_file):
+def test_srgan_starts_from_the_srresnet_run_and_keeps_its_psnr(srresnet_run, held_out, vgg_file, tmp_path):
     """The adversarial phase with VGG54 (random VGG weights) and the pooled D head: 30 steps at the paper's
     1e-4 leave the held-out PSNR within 1 dB of the SRResNet it started from."""
     run, g0 = srresnet_run
     lr, hr, _ = held_out
     trainer = Trainer(build_config("srgan", overrides=TINY + [
         f"model.init_from={run}", f"model.vgg_weights={vgg_file}", "model.d_head=pooled", "data.size=512",
-        "train.batch_size=8", "train.steps=30"]))
+        "train.batch_size=8", "train.steps=30", "log.every=10"]), str(tmp_path / "srgan"))
     g = trainer.nets["G"]
-    assert all(torch.equal(a, b) for a, b in zip(g.state_dict().values(), g0.state_dict().values()))
+    start = {k: v.clone() for k, v in g.state_dict().items()}
+    assert all(torch.equal(start[k], v) for k, v in g0.state_dict().items())
+    psnr_start = _psnr_of(g, lr, hr)
     trainer.fit()
-    values = trainer._flush_running() or {}
     assert not trainer.nonfinite_steps
-    changed = any(not torch.equal(a, b) for a, b in zip(g.state_dict().values(), g0.state_dict().values()))
-    assert changed
-    psnr_start, psnr_end = _psnr_of(g0, lr, hr), _psnr_of(g, lr, hr)
-    assert psnr_end > psnr_start - 1.0, (psnr_start, psnr_end, values)
+    assert any(not torch.equal(start[k], v) for k, v in g.state_dict().items())
+    logged = [json.loads(line) for line in (tmp_path / "srgan" / "log.jsonl").read_text().splitlines()]
+    last = [r for r in logged if "G/content" in r][-1]
+    assert last["G/content"] > 0 and last["G/content"] != last["G/mse"]  # the VGG loss, not the pixel MSE
+    assert np.isfinite([last["G/adversarial"], last["D/loss"]]).all()
+    psnr_end = _psnr_of(g, lr, hr)
+    assert psnr_end > psnr_start - 1.0, (psnr_start, psnr_end)
 
 
 def test_translate_and_eval_sr_commands(srresnet_run, tmp_path, capsys):
@@ -212,14 +222,14 @@ def test_translate_and_eval_sr_commands(srresnet_run, tmp_path, capsys):
         data.image(i).save(tmp_path / "hr" / f"{i}.png")
     grid = tmp_path / "grid.png"
     code = main(["eval-sr", str(run), "--hr", str(tmp_path / "hr"), "--per-image", "--grid", str(grid),
-                 "--no-progress", "--tile", "16"])
+                 "--no-progress"])
     out = capsys.readouterr().out
-    assert code == 0 and "2-pixel border" in out and "0.png" in out and out.count("\n") == 6
+    assert code == 0 and "2-pixel border" in out and "0.png" in out and out.count("\n") == 7
     mean = [float(v) for v in out.splitlines()[-2].split()[1:]]
     assert len(mean) == 4 and mean[2] > mean[0]  # model PSNR above bicubic's
     assert Image.open(grid).size == (4 * 42 + 2, 3 * 42 + 2)
     code = main(["translate", str(run), "--input", str(tmp_path / "hr"), "--out", str(tmp_path / "up"),
-                 "--tile", "16", "--no-progress"])
+                 "--tile", "16", "--tile-overlap", "4", "--no-progress"])
     assert code == 0 and Image.open(tmp_path / "up" / "0.png").size == (80, 80)
     assert main(["translate", str(run), "--input", str(tmp_path / "hr"), "--out", str(tmp_path / "x"),
                  "--size", "64"]) == 2
