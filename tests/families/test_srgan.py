@@ -238,3 +238,15 @@ def test_translate_and_eval_sr_commands(srresnet_run, tmp_path, capsys):
     assert "--hr" in capsys.readouterr().err
     pixels = np.asarray(Image.open(tmp_path / "up" / "1.png"))
     assert pixels.std() > 5
+
+
+def test_a_folder_of_hr_images_trains_on_random_crops(tmp_path):
+    """--data DIR reads the super-resolution folder dataset: random hr_size crops, LR by the same bicubic."""
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 52, 3), np.uint8)).save(tmp_path / f"{i}.png")
+    trainer = Trainer(build_config("srresnet", data=str(tmp_path), overrides=QUIET + [
+        "model.scale=2", "model.width=8", "model.n_blocks=1", "data.hr_size=16", "train.batch_size=2"]))
+    assert trainer.config["data"]["name"] == "super-resolution" and trainer.spec.shape == (3, 16, 16)
+    assert trainer.dataset[0]["lr"].shape == (3, 8, 8)
+    assert not trainer.train_step()  # no phase skipped
