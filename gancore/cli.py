@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "gancore.metrics.cli",
     "gancore.translate",
     "gancore.report.cli",
+    "gancore.sr_cli",
 )
 
 

@@ -1,4 +1,5 @@
-"""`gancore translate`: translate a folder of images with a trained pix2pix / CycleGAN generator.
+"""`gancore translate`: translate a folder of images with a trained pix2pix / CycleGAN generator (an
+SRResNet / SRGAN run upscales instead, in tiles: gancore.sr_cli).
 
 The generator comes from a gancore run (a run folder or one of its checkpoints) or from a reference
 checkpoint file of junyanz/pytorch-CycleGAN-and-pix2pix (`latest_net_G_A.pth`, `latest_net_G.pth`),
@@ -25,6 +26,9 @@ from gancore.data.paired import Preprocess
 from gancore.errors import ConfigError
 from gancore.families.base import DataSpec
 from gancore.families.pix2pix import DIRECTIONS, build_generator, check_generator_name
+from gancore.families.srgan import SR_FAMILIES, load_sr_generator
+from gancore.models.srgan import SRResNet
+from gancore.sr_cli import add_tiling_args, translate_sr
 from gancore.train import checkpoint as ckpt
 
 _USER_ERRORS = (ConfigError, DataError, ckpt.CheckpointError)
@@ -50,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the dropout noise (training-mode networks)")
     p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tiling_args(p)
     p.set_defaults(func=run)
 
 
@@ -94,6 +99,8 @@ def _run_generator(state: dict, direction: str | None, fused: bool) -> tuple[nn.
 
     config = state["config"]
     family_cls = get_family(config["family"])
+    if family_cls.name in SR_FAMILIES:
+        return load_sr_generator(state, fused), f"{family_cls.name} G"
     if family_cls.name not in ("pix2pix", "cyclegan"):
         raise ConfigError(f"the run is a {family_cls.name!r} run; translate needs a pix2pix or cyclegan run")
     model = dict(config["model"], fused=fused)
@@ -191,8 +198,11 @@ def run(args: argparse.Namespace) -> int:
         device = choose_device(args.device)
         generator, what = load_generator(args.model, direction=args.direction, arch=args.arch,
                                          fused=not args.plain)
-        written = translate_folder(generator, args.input, args.out, size=args.size, eval_mode=args.eval,
-                                   seed=args.seed, device=device, progress=not args.no_progress)
+        if isinstance(generator, SRResNet):
+            written = translate_sr(generator, args, device)
+        else:
+            written = translate_folder(generator, args.input, args.out, size=args.size, eval_mode=args.eval,
+                                       seed=args.seed, device=device, progress=not args.no_progress)
     except _USER_ERRORS as err:
         return _fail(err)
     print(f"translated {len(written)} image(s) with {what} into {args.out}")

@@ -28,6 +28,7 @@ from gancore.data.folders import (
     UnpairedImages,
 )
 from gancore.data.paired import AlignedImages, UnalignedImages
+from gancore.data.sr import SRTextures
 from gancore.data.text import TextLines, Vocabulary
 
 DATASETS: dict[str, type[GanDataset]] = {
@@ -47,9 +48,10 @@ DATASETS: dict[str, type[GanDataset]] = {
     "shapes-edges": ShapeEdges,
     "color-domains": ColorDomains,
     "oracle-sequences": OracleSequences,
+    "sr-textures": SRTextures,
 }
 
-BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences")
+BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences", "sr-textures")
 
 
 def dataset_options(name: str) -> dict[str, object]:
@@ -88,7 +90,8 @@ def build_dataset(config: Mapping[str, object], hints: Mapping[str, object] | No
 
 __all__ = [
     "BUILTIN", "DATASETS", "AlignedImages", "AttributeImages", "CaptionedImages", "ColorDomains", "DataError",
-    "GanDataset", "ImageFolder", "OracleLSTM", "OracleSequences", "PairedImages", "RingOfGaussians", "ShapeEdges",
+    "GanDataset", "ImageFolder", "OracleLSTM", "OracleSequences", "PairedImages", "RingOfGaussians", "SRTextures",
+    "ShapeEdges",
     "Shapes", "SuperResolution", "TextLines", "UnalignedImages", "UnpairedImages", "Vocabulary", "build_dataset",
     "dataset_options",
 ]

@@ -27,6 +27,7 @@ from gancore.data.imageio import (
     screen_files,
     to_tensor,
 )
+from gancore.data.sr import downscale
 from gancore.data.text import Vocabulary, tokenize
 
 
@@ -310,7 +311,7 @@ class SuperResolution(_ImageFiles):
         left = int(torch.randint(w - self.hr_size + 1, (1,), generator=g))
         top = int(torch.randint(h - self.hr_size + 1, (1,), generator=g))
         hr = img.crop((left, top, left + self.hr_size, top + self.hr_size))
-        lr = hr.resize((self.hr_size // self.scale,) * 2, Image.BICUBIC)
+        lr = downscale(hr, self.scale)
         return {"lr": to_tensor(lr), "hr": to_tensor(hr)}
 
 

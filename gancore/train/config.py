@@ -33,7 +33,7 @@ from gancore.families.base import check_choice, check_positive
 from gancore.utils.files import atomic_write
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = ("constant", "linear", "cosine", "step")
 SECTIONS = ("model", "data", "train", "log", "metrics")
 
 #: Keys that may change when a run is resumed without --force: they do not change the training math
@@ -50,7 +50,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32, bf16 (autocast, CPU and GPU), fp16 (autocast + GradScaler, GPU)
     accumulate: int = 1  # gradient accumulation rounds per step
     ema_beta: float = 0.999  # EMA of generator weights; 0 disables
-    lr_schedule: str = "constant"  # constant, linear (to 0 at `steps`) or cosine
+    lr_schedule: str = "constant"  # constant, linear (to 0 at `steps`), cosine or step (x0.1 from steps/2)
     warmup_steps: int = 0  # linear learning-rate warm-up
     channels_last: bool = False
     compile: bool | str = False  # torch.compile forwards not differentiated twice; a string names the backend

@@ -315,6 +315,8 @@ class Trainer:
             factor *= 1.0 - progress
         elif tc.lr_schedule == "cosine":
             factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+        elif tc.lr_schedule == "step":  # SRGAN's: a tenth of the rate for the second half
+            factor *= 0.1 if 2 * step >= tc.steps else 1.0
         return factor * self.family.lr_factor(step * tc.batch_size // len(self.dataset))
 
     def _next_batch(self) -> list[dict]:
