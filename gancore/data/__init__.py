@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 
+from gancore.data.attributes import AttributeShapes, JointLabels, ShapeClasses
 from gancore.data.base import DataError, GanDataset
 from gancore.data.builtin import (
     ColorDomains,
@@ -47,9 +48,13 @@ DATASETS: dict[str, type[GanDataset]] = {
     "shapes-edges": ShapeEdges,
     "color-domains": ColorDomains,
     "oracle-sequences": OracleSequences,
+    "attribute-shapes": AttributeShapes,
+    "shape-classes": ShapeClasses,
+    "joint": JointLabels,  # two labelled datasets with StarGAN's mask vector (built in unless its parts are not)
 }
 
-BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences")
+BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences", "attribute-shapes", "shape-classes",
+           "joint")
 
 
 def dataset_options(name: str) -> dict[str, object]:
@@ -91,4 +96,5 @@ __all__ = [
     "GanDataset", "ImageFolder", "OracleLSTM", "OracleSequences", "PairedImages", "RingOfGaussians", "ShapeEdges",
     "Shapes", "SuperResolution", "TextLines", "UnalignedImages", "UnpairedImages", "Vocabulary", "build_dataset",
     "dataset_options",
+    "AttributeShapes", "JointLabels", "ShapeClasses",
 ]
