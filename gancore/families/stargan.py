@@ -144,13 +144,12 @@ class LabelLayout:
                 continue
             name, _, value = item.partition("=")
             name = name.strip()
-            for k, (s, part) in enumerate(zip(self.sets, self.slices)):
-                if name in s.names:
-                    break
-            else:
+            k = next((k for k, s in enumerate(self.sets) if name in s.names), None)
+            if k is None:
                 known = "; ".join(f"{s.kind} set {', '.join(s.names)}" for s in self.sets)
                 raise ConfigError(f"--attrs: {name!r} is no label of this model ({known})")
             sets.add(k)
+            s, part = self.sets[k], self.slices[k]
             column = part.start + s.names.index(name)
             if s.kind == "ce":
                 if value.strip() not in ("", "1"):
