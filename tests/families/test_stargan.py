@@ -130,12 +130,13 @@ def test_joint_training_runs_on_the_two_builtin_datasets(tmp_path):
         assert grid.size == (7 * 18 + 2, 2 * 18 + 2)
 
 
-def _attribute_classifier(images, attrs, steps=96):
-    """A small CNN trained on real images to tell the three attributes (the judge of the translations)."""
+def _attribute_classifier(images, attrs, steps=120):
+    """A small CNN trained on real images to tell the three attributes (the judge of the translations); max
+    pooling keeps the one-pixel dot."""
     torch.manual_seed(1)
-    clf = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(16, 32, 3, 2, 1), nn.LeakyReLU(0.2),
-                        nn.Flatten(), nn.Linear(32 * 4 * 4, 3))
-    opt = torch.optim.Adam(clf.parameters(), 1e-3)
+    clf = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.LeakyReLU(0.2), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, 1, 1),
+                        nn.LeakyReLU(0.2), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 3))
+    opt = torch.optim.Adam(clf.parameters(), 2e-3)
     for step in range(steps):
         k = (step * 64) % len(images)
         loss = F.binary_cross_entropy_with_logits(clf(images[k:k + 64]), attrs[k:k + 64])
@@ -146,7 +147,7 @@ def _attribute_classifier(images, attrs, steps=96):
 
 
 def test_translations_carry_the_requested_attributes_and_reconstruction_error_falls():
-    """Trains a small StarGAN on attribute-shapes (n_critic 2 and lr 1e-3 to learn in few steps), then asks
+    """Trains a small StarGAN on attribute-shapes (batch 8, n_critic 2, lr 1e-3: it learns in 200 steps), then asks
     it for each attribute flipped on held-out images: a classifier trained on real images must find the
     requested value far above chance (0.5), and G(G(x, c'), c) must be closer to x than before training."""
     held_out = AttributeShapes(size=1024, resolution=16, seed=5)
@@ -156,11 +157,11 @@ def test_translations_carry_the_requested_attributes_and_reconstruction_error_fa
     x, c = images[768:], attrs[768:]
     with torch.no_grad():
         real_accuracy = ((clf(x) > 0).float() == c).float().mean(0)
-    assert (real_accuracy > 0.75).all(), real_accuracy
+    assert (real_accuracy > 0.9).all(), real_accuracy
 
     config = build_config("stargan", overrides=TINY + [
         "model.g_conv_dim=16", "model.d_conv_dim=16", "data.size=512", "model.n_critic=2", "model.g_lr=1e-3",
-        "model.d_lr=1e-3", "train.steps=200"])
+        "model.d_lr=1e-3", "train.steps=200", "train.batch_size=8"])
     trainer = Trainer(config)
     g = trainer.nets["G"]
 
@@ -180,7 +181,7 @@ def test_translations_carry_the_requested_attributes_and_reconstruction_error_fa
             accuracy.append((predicted[:, a] == target[:, a]).float().mean().item())
     print(f"\nrequested-attribute accuracy (Red, Big, Dot): {accuracy}; classifier on real images "
           f"{real_accuracy.tolist()}; reconstruction L1 {before:.3f} -> {after:.3f}")
-    assert min(accuracy) > 0.7 and sum(accuracy) / 3 > 0.8, accuracy
+    assert min(accuracy) > 0.65 and sum(accuracy) / 3 > 0.8, accuracy  # chance: 0.5
     assert after < 0.7 * before, (before, after)
 
 
@@ -207,3 +208,22 @@ def test_translate_writes_requested_labels_and_the_grid(tmp_path, capsys):
         assert main(["translate", str(run), "--input", str(inputs), "--out", str(out)] + args) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_bench_cases_time_whole_rounds_of_n_critic_d_steps_and_one_g_step(monkeypatch):
+    from gancore.bench.suites import families
+
+    family_cls = get_family("stargan")
+    assert {case.steps for case in family_cls.bench_cases.values()} == {family_cls.Config().n_critic}
+    assert family_cls.bench_cases["full"].label == "128x128" and family_cls.bench_cases["full"].batches == (16,)
+    phases = []
+
+    class Counting(Trainer):
+        def _run_phase(self, phase, rounds):
+            phases.append((self.step, phase.name))
+            return super()._run_phase(phase, rounds)
+
+    monkeypatch.setattr(families, "Trainer", Counting)
+    step = families.make_step("stargan", TINY, 2, "fp32", "eager", torch.device("cpu"), steps=5)
+    step()
+    assert phases == [(0, "D"), (1, "D"), (2, "D"), (3, "D"), (4, "D"), (4, "G")]
