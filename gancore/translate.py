@@ -264,7 +264,7 @@ def translate_labels(path: str, input_dir: str, out_dir: str, *, attrs: str | No
             image = resize_center_crop(open_image(os.path.join(input_dir, rel), 3), resolution)
             x = to_tensor(image).unsqueeze(0).to(device)
             if grid:
-                columns, row = family.translations(nets, x)
+                columns, row = family.translations(nets, x, train_mode=not eval_mode)
                 rows.append(row[0])
             if attrs is None:
                 continue

@@ -303,12 +303,12 @@ class StarGAN(Family):
         picks = torch.randint(len(self.dataset), (n,), generator=generator, device=generator.device).tolist()
         return torch.stack([self.dataset[i][self.spec.key] for i in picks]).to(device)
 
-    def translations(self, nets: Mapping[str, nn.Module], images: torch.Tensor
+    def translations(self, nets: Mapping[str, nn.Module], images: torch.Tensor, *, train_mode: bool = True
                      ) -> tuple[list[str], torch.Tensor]:
         """(column names, (N, 1 + changes, C, H, W)): each image and its translation by every single-attribute
-        change of D's estimate of its labels (see LabelLayout.single_changes), with training-mode norms on a
-        copy of G."""
-        g = copy.deepcopy(nets["G"]).train()
+        change of D's estimate of its labels (see LabelLayout.single_changes), by a copy of G with
+        training-mode norms (or eval-mode ones: the running statistics)."""
+        g = copy.deepcopy(nets["G"]).train(train_mode)
         own = self.layout.estimate(nets["D"](images)[1])
         columns, out = ["input"], [images]
         for name, target, k in self.layout.single_changes(own):

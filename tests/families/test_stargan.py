@@ -81,6 +81,26 @@ def test_losses_are_the_references_call_by_call():
     assert torch.allclose(out_g["loss"], loss_g, rtol=1e-4), (out_g, loss_g)
 
 
+def test_penalty_under_bf16_autocast_matches_fp32():
+    """The bench's bf16 rows compute the same penalty: the D loss under autocast is the fp32 one, to bf16's
+    precision (the gradient is taken of float32 scores, the norm in float32)."""
+    torch.manual_seed(0)
+    family, specs = _family(AttributeShapes(size=8, resolution=16))
+    nets = {k: v.module for k, v in specs.items()}
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    batch = {"image": x, "attrs": torch.tensor([[1.0, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])}
+    draws = [torch.tensor([0.9, 0.1, 0.5, 0.3]), torch.tensor([0.2, 0.7, 0.4, 0.9])]
+    outs = []
+    for autocast in (False, True):
+        it = iter(draws)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            outs.append(family.loss_d(PhaseContext(nets, batch, 0, 4, lambda kind, shape, it=it: next(it))))
+    fp32, bf16 = outs
+    assert bf16["gp"].dtype == torch.float32 and fp32["gp"] > 0.1
+    for key in ("gp", "cls"):
+        assert abs(bf16[key] - fp32[key]) < 0.05 * abs(fp32[key]) + 1e-3, (key, bf16[key], fp32[key])
+
+
 def test_targets_are_shuffled_within_each_dataset():
     which = torch.tensor([1, 0, 1, 1, 0, 0, 1])
     for seed in range(5):
