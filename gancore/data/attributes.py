@@ -67,8 +67,10 @@ def label_sets_of(dataset: GanDataset) -> list[LabelSet]:
 def _draw_figure(rng: random.Random, resolution: int, kind: str, hue: float, radius: float,
                  dot: bool) -> Image.Image:
     """A `kind` (circle, square, triangle) of `hue` and `radius` (a fraction of the side) at a random place
-    on a dark grey ground, with a white dot in its middle when `dot`; drawn 4x larger and downscaled."""
-    big = resolution * _SUPERSAMPLE
+    on a dark grey ground, with a white dot in its middle when `dot`; drawn larger (4x up to 64 pixels, then
+    at least 256: smooth edges without slowing down large images) and downscaled."""
+    supersample = max(1, min(_SUPERSAMPLE, 256 // resolution))
+    big = resolution * supersample
     r = radius * big
     cx, cy = rng.uniform(r, big - r), rng.uniform(r, big - r)
     grey = round(255 * rng.uniform(0.05, 0.2))
@@ -81,7 +83,7 @@ def _draw_figure(rng: random.Random, resolution: int, kind: str, hue: float, rad
     else:
         draw.polygon(_polygon(kind, cx, cy, r, rng.uniform(0, 2 * math.pi)), fill=colour)
     if dot:
-        d = max(0.3 * r, 1.5 * _SUPERSAMPLE)
+        d = max(0.3 * r, 1.5 * supersample)
         draw.ellipse((cx - d, cy - d, cx + d, cy + d), fill=(255, 255, 255))
     return img.resize((resolution, resolution), Image.LANCZOS)
 
