@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 import torch
 from PIL import Image
@@ -30,6 +31,7 @@ from gancore.families.srgan import SR_FAMILIES, load_sr_generator
 from gancore.models.srgan import SRResNet
 from gancore.sr_cli import add_tiling_args, translate_sr
 from gancore.train import checkpoint as ckpt
+from gancore.utils.visual import save_image_grid
 
 _USER_ERRORS = (ConfigError, DataError, ckpt.CheckpointError)
 
@@ -55,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_tiling_args(p)
+    p.add_argument("--attrs", default=None, metavar="SPEC",
+                   help='StarGAN run: target labels, e.g. "Black_Hair=1,Male=0" or a class such as "happy"; the '
+                        "labels not named keep the discriminator's estimate of the input's own")
+    p.add_argument("--grid", action="store_true",
+                   help="StarGAN run: also write OUT/grid.png, each input and its every single-attribute change")
     p.set_defaults(func=run)
 
 
@@ -101,6 +108,8 @@ def _run_generator(state: dict, direction: str | None, fused: bool) -> tuple[nn.
     family_cls = get_family(config["family"])
     if family_cls.name in SR_FAMILIES:
         return load_sr_generator(state, fused), f"{family_cls.name} G"
+    if family_cls.name == "stargan":
+        raise ConfigError("a stargan run translates to target labels: pass --attrs NAME=1,... or --grid")
     if family_cls.name not in ("pix2pix", "cyclegan"):
         raise ConfigError(f"the run is a {family_cls.name!r} run; translate needs a pix2pix or cyclegan run")
     model = dict(config["model"], fused=fused)
@@ -196,15 +205,94 @@ def run(args: argparse.Namespace) -> int:
         if args.size is not None and (args.size < 4 or args.size % 4):
             raise ConfigError(f"--size: must be a multiple of 4 (>= 4), got {args.size}")
         device = choose_device(args.device)
-        generator, what = load_generator(args.model, direction=args.direction, arch=args.arch,
-                                         fused=not args.plain)
-        if isinstance(generator, SRResNet):
-            written = translate_sr(generator, args, device)
+        if args.attrs is not None or args.grid:
+            written, what = translate_labels(args.model, args.input, args.out, attrs=args.attrs, grid=args.grid,
+                                             size=args.size, eval_mode=args.eval, seed=args.seed, device=device,
+                                             fused=not args.plain, progress=not args.no_progress)
         else:
-            written = translate_folder(generator, args.input, args.out, size=args.size, eval_mode=args.eval,
-                                       seed=args.seed, device=device, progress=not args.no_progress)
+            generator, what = load_generator(args.model, direction=args.direction, arch=args.arch,
+                                             fused=not args.plain)
+            if isinstance(generator, SRResNet):
+                written = translate_sr(generator, args, device)
+            else:
+                written = translate_folder(generator, args.input, args.out, size=args.size, eval_mode=args.eval,
+                                           seed=args.seed, device=device, progress=not args.no_progress)
     except _USER_ERRORS as err:
         return _fail(err)
     print(f"translated {len(written)} image(s) with {what} into {args.out}")
     return 0
 
+
+
+# -- StarGAN: translation to target labels ------------------------------------------------------------------
+
+
+def load_stargan(path: str, *, fused: bool = True) -> tuple[Any, dict[str, nn.Module], str]:
+    """(StarGAN family with its label layout, {"G", "D"} with the run's weights, checkpoint path) of a run."""
+    from gancore.families import get_family
+    from gancore.train.config import build_dataclass
+
+    path, state = ckpt.load_run_or_checkpoint(path)
+    config = state["config"]
+    if get_family(config["family"]).name != "stargan":
+        raise ConfigError(f"--attrs / --grid translate to labels with a stargan run; {path!r} is a "
+                          f"{config['family']!r} run")
+    family_cls = get_family("stargan")
+    family = family_cls(build_dataclass(family_cls.Config, dict(config["model"], fused=fused), "model"))
+    family.load_state_dict(state.get("family", {}))
+    nets = {}
+    for name, network in family.build(DataSpec.from_dict(state["data_spec"])).items():
+        network.module.load_state_dict(state["nets"][name])
+        nets[name] = network.module
+    return family, nets, path
+
+
+def translate_labels(path: str, input_dir: str, out_dir: str, *, attrs: str | None = None, grid: bool = False,
+                     size: int | None = None, eval_mode: bool = False, seed: int = 0,
+                     device: torch.device | str = "cpu", fused: bool = True, progress: bool = True
+                     ) -> tuple[list[str], str]:
+    """Translate every image under `input_dir` with the StarGAN run `path` to the labels `attrs` (each image's
+    own labels, as D estimates them, with the named ones set), into `out_dir`/<same name>.png; with `grid`,
+    also `out_dir`/grid.png: a row per image of [input, every single-attribute change]. Images are resized
+    and centre-cropped to the model's resolution. Returns the written paths and a description."""
+    from tqdm import tqdm
+
+    from gancore.data.imageio import resize_center_crop
+
+    family, nets, path = load_stargan(path, fused=fused)
+    layout, resolution = family.layout, family.config.resolution
+    if size is not None and size != resolution:
+        raise ConfigError(f"--size: a stargan model translates {resolution}x{resolution} images (its "
+                          f"discriminator estimates their labels at that size), got {size}")
+    picks, target_set = layout.parse_targets(attrs) if attrs is not None else ({}, 0)
+    files = find_images(require_dir(input_dir, "--input"))
+    if not files:
+        raise DataError(f"--input: no image files under {input_dir!r} (looked for .png, .jpg, .webp, ...)")
+    for net in nets.values():
+        net.to(device).train(not eval_mode)
+    torch.manual_seed(seed)
+    written, rows = [], []
+    with torch.no_grad():
+        for rel in tqdm(files, desc="translate", unit="img", disable=not progress, file=sys.stderr):
+            image = resize_center_crop(open_image(os.path.join(input_dir, rel), 3), resolution)
+            x = to_tensor(image).unsqueeze(0).to(device)
+            if grid:
+                columns, row = family.translations(nets, x, train_mode=not eval_mode)
+                rows.append(row[0])
+            if attrs is None:
+                continue
+            target = layout.estimate(nets["D"](x)[1])
+            for column, value in picks.items():
+                target[:, column] = value
+            which = torch.full((1,), target_set, dtype=torch.long, device=device)
+            y = nets["G"](x, layout.generator_input(target, which))[0].float()
+            out = os.path.join(out_dir, os.path.splitext(rel)[0] + ".png")
+            _save_png(y, out)
+            written.append(out)
+    if grid:
+        os.makedirs(out_dir, exist_ok=True)
+        grid_path = os.path.join(out_dir, "grid.png")
+        save_image_grid(torch.cat(rows).float(), grid_path, cols=len(columns))
+        written.append(grid_path)
+    what = f"stargan G of {path}" + (f" (grid columns: {', '.join(columns)})" if grid else "")
+    return written, what

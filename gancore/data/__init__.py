@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 
+from gancore.data.attributes import AttributeShapes, JointLabels, ShapeClasses
 from gancore.data.base import DataError, GanDataset
 from gancore.data.builtin import (
     ColorDomains,
@@ -49,9 +50,13 @@ DATASETS: dict[str, type[GanDataset]] = {
     "color-domains": ColorDomains,
     "oracle-sequences": OracleSequences,
     "sr-textures": SRTextures,
+    "attribute-shapes": AttributeShapes,
+    "shape-classes": ShapeClasses,
+    "joint": JointLabels,  # two labelled datasets with StarGAN's mask vector (built in unless its parts are not)
 }
 
-BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences", "sr-textures")
+BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences", "sr-textures", "attribute-shapes",
+           "shape-classes", "joint")
 
 
 def dataset_options(name: str) -> dict[str, object]:
@@ -94,4 +99,5 @@ __all__ = [
     "ShapeEdges",
     "Shapes", "SuperResolution", "TextLines", "UnalignedImages", "UnpairedImages", "Vocabulary", "build_dataset",
     "dataset_options",
+    "AttributeShapes", "JointLabels", "ShapeClasses",
 ]

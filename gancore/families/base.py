@@ -65,6 +65,9 @@ class BenchCase:
     label: str  # how the case is named in the table, e.g. "256x256"
     overrides: tuple[str, ...] = ()  # KEY=VALUE, as for `gancore train --set`
     batches: tuple[int, ...] = (1,)
+    #: Trainer steps per timed sample: n_critic for a family whose G runs every n_critic steps, so that a
+    #: sample is one whole round (n_critic D updates and one G update) and not mostly D-only steps.
+    steps: int = 1
 
 
 @dataclass

@@ -9,12 +9,13 @@ import torch
 from PIL import Image, ImageDraw
 
 
-def image_grid(images: torch.Tensor, pad: int = 2) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> a near-square uint8 grid, `pad` black pixels around each image."""
+def image_grid(images: torch.Tensor, pad: int = 2, cols: int | None = None) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> a uint8 grid of `cols` columns (default: near-square), `pad` black pixels
+    around each image."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be (N, 1 or 3, H, W), got shape {tuple(images.shape)}")
     n, c, h, w = images.shape
-    cols = max(1, math.ceil(math.sqrt(n)))
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / cols)
     pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     grid = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.uint8)
@@ -25,8 +26,8 @@ def image_grid(images: torch.Tensor, pad: int = 2) -> np.ndarray:
     return grid
 
 
-def save_image_grid(images: torch.Tensor, path: str) -> None:
-    grid = image_grid(images)
+def save_image_grid(images: torch.Tensor, path: str, cols: int | None = None) -> None:
+    grid = image_grid(images, cols=cols)
     Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid).save(path)
 
 

@@ -2,7 +2,8 @@
 networks against the same networks in plain torch.nn.
 
 One step is everything the trainer does for the family (CycleGAN: G_A, G_B, D_A and D_B with all their
-losses, the image pools and both Adam steps; pix2pix: D, then G), through gancore's Trainer, on the
+losses, the image pools and both Adam steps; pix2pix: D, then G; a case with BenchCase.steps = k times k
+trainer steps as one, e.g. StarGAN's round of n_critic D steps and one G step), through gancore's Trainer, on the
 family's default built-in data, drawn once before timing so that no step pays for drawing. Contenders,
 all with the same weights' layout and keys:
 - "eager": model.fused=false, NCHW (what the reference code runs);
@@ -78,8 +79,8 @@ def contenders_of(family: str, contenders: Iterable[str]) -> list[str]:
 
 
 def make_step(family: str, overrides: list[str] | tuple[str, ...], batch: int, precision: str, contender: str,
-              device: torch.device) -> Callable[[], None]:
-    """Trainer.train_step of `family` as `contender` would run it."""
+              device: torch.device, steps: int = 1) -> Callable[[], None]:
+    """`steps` calls of Trainer.train_step of `family` (BenchCase.steps) as `contender` would run it."""
     settings = [o for o in CONTENDERS[contender] if _has_fused_option(family) or not o.startswith("model.fused")]
     config = build_config(family, overrides=list(overrides) + settings + [
         f"train.batch_size={batch}", f"train.precision={precision}", f"train.device={device}",
@@ -89,7 +90,14 @@ def make_step(family: str, overrides: list[str] | tuple[str, ...], batch: int, p
     hints = family_cls(build_dataclass(family_cls.Config, config["model"], "model")).data_hints()
     dataset = _Drawn(build_dataset(config["data"], hints), max(8, 2 * batch))
     trainer = Trainer(config, dataset=dataset)
-    return trainer.train_step
+    if steps == 1:
+        return trainer.train_step
+
+    def round_of_steps() -> None:
+        for _ in range(steps):
+            trainer.train_step()
+
+    return round_of_steps
 
 
 #: Profiler operator names -> group (first match wins); the optimiser is its step's whole time.
@@ -140,9 +148,9 @@ def _peak_mb(step: Callable[[], None], device: torch.device) -> float:
 
 
 def _cases(ctx: BenchContext, selected: dict[str, BenchCase] | None = None
-           ) -> list[tuple[str, str, tuple[str, ...], int, str]]:
+           ) -> list[tuple[str, str, tuple[str, ...], int, str, int]]:
     cases = presets(ctx.quick) if selected is None else selected
-    return [(family, case.label, case.overrides, batch, precision) for family, case in cases.items()
+    return [(family, case.label, case.overrides, batch, precision, case.steps) for family, case in cases.items()
             for batch in case.batches for precision in PRECISIONS]
 
 
@@ -153,12 +161,12 @@ def count(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS)) -> i
 
 def run(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS),
         selected: dict[str, BenchCase] | None = None) -> Iterable[dict]:
-    for family, label, overrides, batch, precision in _cases(ctx, selected):
-        case = f"{family} {label} b{batch} {precision}"
+    for family, label, overrides, batch, precision, train_steps in _cases(ctx, selected):
+        case = f"{family} {label} b{batch} {precision}" + (f" ({train_steps} steps)" if train_steps > 1 else "")
         steps, failed = {}, {}
         for name in contenders_of(family, contenders):
             try:
-                steps[name] = make_step(family, overrides, batch, precision, name, ctx.device)
+                steps[name] = make_step(family, overrides, batch, precision, name, ctx.device, train_steps)
                 for _ in range(max(1, ctx.warmup)):
                     steps[name]()
             except Exception as err:  # torch.compile may not handle every op; report it, time the rest
@@ -176,7 +184,7 @@ def run(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS),
             parts = breakdown(steps[name])
             times.sort()
             yield {"case": case, "contender": name, "ms": ms, "ms_p10": times[round(0.1 * (len(times) - 1))],
-                   "ms_p90": times[round(0.9 * (len(times) - 1))], "images_per_s": 1e3 * batch / ms,
+                   "ms_p90": times[round(0.9 * (len(times) - 1))], "images_per_s": 1e3 * batch * train_steps / ms,
                    "peak_mb": _peak_mb(steps[name], ctx.device),
                    "note": ", ".join(f"{g} {100 * f:.0f}%" for g, f in parts.items())}
         for name, why in failed.items():
@@ -198,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     resolutions = [o.split("=", 1)[1] for o in args.overrides if o.startswith("data.resolution=")]
     selected = {family: BenchCase(f"{resolutions[-1]}x{resolutions[-1]}" if resolutions else case.label,
                                   case.overrides + tuple(args.overrides),
-                                  tuple(args.batch or case.batches))
+                                  tuple(args.batch or case.batches), case.steps)
                 for family, case in full.items() if not args.family or family in args.family}
     ctx = BenchContext(torch.device(args.device), repeats=args.repeats, warmup=1)
     rows = []
