@@ -8,6 +8,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from gancore.data import Shapes
+from gancore.data.base import GanDataset
+from gancore.metrics import fid_from_features
 from gancore.nn import fuse
 from gancore.ops import record_backends
 
@@ -53,3 +56,26 @@ def assert_fused_matches_plain(plain: nn.Module, inputs: tuple[torch.Tensor, ...
         assert 1e-10 < _rel(e, o) < 1e-3, _rel(e, o)  # float32 really ran
         assert _rel(g, o) <= 1.5 * _rel(e, o) + 1e-7, (
             f"tensor {i}: fused float32 is {_rel(g, o):.2e} from float64, eager float32 {_rel(e, o):.2e}")
+
+
+class DrawnShapes(GanDataset):
+    """The built-in shapes drawn once into memory (training then reads no PIL drawing), with the tensors at hand."""
+
+    num_classes = Shapes.num_classes
+
+    def __init__(self, size: int, resolution: int, seed: int) -> None:
+        data = Shapes(size=size, resolution=resolution, seed=seed)
+        self.images = torch.stack([data[i]["image"] for i in range(size)])
+        self.labels = torch.tensor([data[i]["label"] for i in range(size)])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, index: int, seed: int) -> dict:
+        return {"image": self.images[index], "label": int(self.labels[index])}
+
+
+def frechet(extractor: nn.Module, a: torch.Tensor, b: torch.Tensor) -> float:
+    """Frechet distance of two image sets in the built-in extractor's features."""
+    with torch.no_grad():
+        return float(fid_from_features(extractor(a.float()).numpy(), extractor(b.float()).numpy()))
