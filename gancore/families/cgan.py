@@ -84,9 +84,8 @@ class CGAN(Family):
         if not spec.num_classes:
             raise ConfigError(f"{self.name} needs labelled data (samples with a 'label' and a dataset with "
                               f"num_classes), such as the built-in data.name=shapes")
-        first = self.dataset[0] if self.dataset is not None else {"label": 0}
-        if "label" not in first:
-            raise ConfigError(f"{self.name} needs samples with a 'label'; the data gives {sorted(first)}")
+        if self.dataset is not None and "label" not in self.dataset[0]:
+            raise ConfigError(f"{self.name} needs samples with a 'label'; the data gives {sorted(self.dataset[0])}")
         self.spec = spec
         self.d_loss, self.g_loss = adversarial_losses(c.loss)
         g: nn.Module = ConditionalGenerator(c.latent_dim, spec.num_classes, c.resolution, c.channels, c.g_width)
