@@ -95,3 +95,18 @@ def test_the_critic_estimate_falls_as_the_generator_learns_the_ring(tmp_path):
     assert peak < len(window) // 2, estimate
     assert window[-1] < 0.5 * window[peak], estimate
     assert w1_final < 0.6 * w1_initial, (w1_initial, w1_final)
+
+
+@pytest.mark.parametrize("name", ["cgan", "lapgan", "vae-gan", "wgan"])
+def test_bench_presets_build(name):
+    """The `gancore bench --suite families` presets of the classic families are valid configs whose networks
+    build, fused and plain."""
+    family_cls = get_family(name)
+    assert set(family_cls.bench_cases) == {"full", "quick"}
+    for case in family_cls.bench_cases.values():
+        for fused in ("true", "false"):
+            config = build_config(name, overrides=[*case.overrides, f"model.fused={fused}"])
+            family = family_cls(family_cls.make_config(config["model"]))
+            r = family.config.resolution
+            nets = family.build(DataSpec("image", (3, r, r), num_classes=4))
+            assert all(sum(p.numel() for p in n.module.parameters()) for n in nets.values())
