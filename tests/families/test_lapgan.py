@@ -77,16 +77,16 @@ def test_every_level_trains_and_the_full_sampler_improves():
     image, against the real residuals h_k (an untrained level adds almost nothing, and the blurred image l_k
     alone is already close to I_k in these features, so the residuals are what show a level's progress).
     The full coarse-to-fine sampler must end nearer the data than untrained."""
-    data = DrawnShapes(1000, 32, seed=11)
-    held_out = DrawnShapes(300, 32, seed=99).images
+    data = DrawnShapes(2000, 32, seed=11)
+    held_out = DrawnShapes(500, 32, seed=99).images
     real_levels = gaussian_levels(held_out, 3)
     real_residuals = laplacian_pyramid(held_out, 3)[1]
     extractor = BuiltinExtractor()
     trainer = Trainer(build_config("lapgan", overrides=[
         "model.coarse_width=16", "model.g_width=16", "model.d_width=16", "train.batch_size=32",
-        "train.steps=100", "log.progress=false"]), dataset=data)
+        "train.steps=150", "log.progress=false"]), dataset=data)
     family = trainer.family
-    latents = family.make_latents(300, torch.Generator().manual_seed(5), trainer.device)
+    latents = family.make_latents(500, torch.Generator().manual_seed(5), trainer.device)
 
     def distances() -> list[float]:
         nets = {n: (trainer.ema[n].module if n in trainer.ema else m).eval() for n, m in trainer.nets.items()}
