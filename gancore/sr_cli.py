@@ -175,13 +175,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Crop each HR image under --hr to a multiple of the scale, make its LR by bicubic "
                     "downscaling, upscale it with the run's generator and with bicubic, and report PSNR and "
                     "SSIM on the Y channel with a scale-pixel border cropped, as SR papers do.")
-    p.add_argument("model", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("model", metavar="RUN_OR_CHECKPOINT", help="an srresnet or srgan run folder or checkpoint")
     p.add_argument("--hr", required=True, metavar="DIR", help="folder of HR images (searched recursively)")
     add_tiling_args(p)
     p.add_argument("--grid", metavar="PNG", default=None, help="also write LR | bicubic | SR | HR crops here")
     p.add_argument("--per-image", action="store_true", help="a line per image, not only the means")
     p.add_argument("--plain", action="store_true", help="plain torch.nn network instead of the fused one")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
 
