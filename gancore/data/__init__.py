@@ -27,6 +27,7 @@ from gancore.data.folders import (
     SuperResolution,
     UnpairedImages,
 )
+from gancore.data.labelmaps import CityscapesFolders, LabelScenes
 from gancore.data.paired import AlignedImages, UnalignedImages
 from gancore.data.text import TextLines, Vocabulary
 
@@ -41,15 +42,17 @@ DATASETS: dict[str, type[GanDataset]] = {
     "super-resolution": SuperResolution,
     "captions": CaptionedImages,
     "text": TextLines,
+    "label-folders": CityscapesFolders,  # pix2pixHD's {split}_label/, {split}_inst/, {split}_img/
     # built in
     "ring": RingOfGaussians,
     "shapes": Shapes,
     "shapes-edges": ShapeEdges,
     "color-domains": ColorDomains,
     "oracle-sequences": OracleSequences,
+    "label-scenes": LabelScenes,
 }
 
-BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences")
+BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences", "label-scenes")
 
 
 def dataset_options(name: str) -> dict[str, object]:
@@ -87,8 +90,8 @@ def build_dataset(config: Mapping[str, object], hints: Mapping[str, object] | No
 
 
 __all__ = [
-    "BUILTIN", "DATASETS", "AlignedImages", "AttributeImages", "CaptionedImages", "ColorDomains", "DataError",
-    "GanDataset", "ImageFolder", "OracleLSTM", "OracleSequences", "PairedImages", "RingOfGaussians", "ShapeEdges",
+    "BUILTIN", "DATASETS", "AlignedImages", "AttributeImages", "CaptionedImages", "CityscapesFolders", "ColorDomains", "DataError",
+    "GanDataset", "ImageFolder", "LabelScenes", "OracleLSTM", "OracleSequences", "PairedImages", "RingOfGaussians", "ShapeEdges",
     "Shapes", "SuperResolution", "TextLines", "UnalignedImages", "UnpairedImages", "Vocabulary", "build_dataset",
     "dataset_options",
 ]
