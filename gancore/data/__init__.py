@@ -90,8 +90,9 @@ def build_dataset(config: Mapping[str, object], hints: Mapping[str, object] | No
 
 
 __all__ = [
-    "BUILTIN", "DATASETS", "AlignedImages", "AttributeImages", "CaptionedImages", "CityscapesFolders", "ColorDomains", "DataError",
-    "GanDataset", "ImageFolder", "LabelScenes", "OracleLSTM", "OracleSequences", "PairedImages", "RingOfGaussians", "ShapeEdges",
+    "BUILTIN", "DATASETS", "AlignedImages", "AttributeImages", "CaptionedImages", "ColorDomains", "DataError",
+    "GanDataset", "ImageFolder", "OracleLSTM", "OracleSequences", "PairedImages", "RingOfGaussians", "ShapeEdges",
     "Shapes", "SuperResolution", "TextLines", "UnalignedImages", "UnpairedImages", "Vocabulary", "build_dataset",
     "dataset_options",
+    "CityscapesFolders", "LabelScenes",  # pix2pixHD's label maps
 ]

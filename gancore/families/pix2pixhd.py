@@ -532,3 +532,96 @@ def load_pretrained_generator(g: nn.Module, path: str) -> None:
         raise ConfigError(f"model.load_pretrain: {path!r} does not fit this generator (a global run of twice "
                           f"this ngf, the same label_nc, downsamplings and blocks loads into netG=local): "
                           f"{details[:400]}") from None
+
+
+# -- gancore translate: label maps in, images out ---------------------------------------------------------
+
+def _load_run(path: str) -> dict:
+    from gancore.train import checkpoint as ckpt
+
+    if os.path.isdir(path):
+        return ckpt.load_latest(path)[1]
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt files
+        raise ckpt.CheckpointError(f"cannot load {path!r}: {err}") from err
+
+
+def _fit_to(ids: torch.Tensor, multiple: int, width: int | None) -> torch.Tensor:
+    """(1, C, H, W) maps resized (nearest) to `width` (aspect kept) or to sides rounded to `multiple`."""
+    h, w = ids.shape[2:]
+    if width is not None:
+        h, w = round(width * h / w), width
+    size = tuple(max(multiple, round(s / multiple) * multiple) for s in (h, w))
+    if size == (ids.shape[2], ids.shape[3]):
+        return ids
+    return F.interpolate(ids.double(), size=size, mode="nearest").to(ids.dtype)
+
+
+def translate_label_maps(run: str, input_dir: str, out_dir: str, *, inst_dir: str | None = None,
+                         width: int | None = None, fused: bool = True, seed: int = 0,
+                         device: torch.device | str = "cpu", progress: bool = True) -> tuple[list[str], str]:
+    """Translate every label map under `input_dir` with a pix2pixhd run into PNGs under `out_dir` (same
+    relative names); returns (written paths, description). Instance maps are read from `inst_dir` (files
+    with the label maps' names, any image extension); without it, each class region is one instance.
+    Sides are rounded (nearest) to the generator's multiple, or the width resized to `width`. Feature
+    models draw each instance's feature from the run's k-means clusters (fitted on its training data
+    when the checkpoint has none)."""
+    from tqdm import tqdm
+
+    from gancore.data import build_dataset
+    from gancore.data.base import DataError
+    from gancore.data.imageio import find_images, open_image, require_dir, to_tensor
+    from gancore.data.labelmaps import read_id_map
+    from gancore.train.config import build_dataclass
+    from gancore.translate import _save_png
+
+    state = _load_run(run)
+    config = state["config"]
+    family = Pix2PixHD(build_dataclass(Pix2PixHDConfig, dict(config["model"], fused=fused, load_pretrain=""),
+                                       "model"))
+    g_state = state["nets"]["G"]
+    first = g_state["netG.model.1.weight" if family.config.use_features else "model.1.weight"]
+    family.use_instance = first.shape[1] > (family.config.label_nc or 3) + (
+        family.config.feat_num if family.config.use_features else 0)
+    g = family.build(DataSpec.from_dict(state["data_spec"]))["G"].module
+    g.load_state_dict(g_state)
+    g = g.to(device).eval()
+    family.load_state_dict(state.get("family", {}))
+    c = family.config
+    if c.use_features and not family.clusters:
+        data = build_dataset(config["data"], family.data_hints())
+        family.fit_clusters(g.netE, data, seed=seed)
+    files = find_images(require_dir(input_dir, "--input"))
+    if not files:
+        raise DataError(f"--input: no label maps under {input_dir!r}")
+    inst_files = {}
+    if inst_dir is not None:
+        inst_files = {os.path.splitext(f)[0]: f for f in find_images(require_dir(inst_dir, "--inst"))}
+    generator = torch.Generator().manual_seed(seed)
+    written = []
+    with torch.no_grad():
+        for rel in tqdm(files, desc="translate", unit="map", disable=not progress):
+            path = os.path.join(input_dir, rel)
+            if c.label_nc:
+                label = torch.from_numpy(read_id_map(path))[None, None]
+            else:
+                label = to_tensor(open_image(path, 3))[None]
+            stem = os.path.splitext(rel)[0]
+            if inst_dir is not None and stem not in inst_files:
+                raise DataError(f"--inst: no instance map named like {rel!r} under {inst_dir!r}")
+            inst = torch.from_numpy(read_id_map(os.path.join(inst_dir, inst_files[stem])))[None, None] \
+                if inst_dir is not None else (label if c.label_nc else torch.zeros_like(label[:, :1]).long())
+            label, inst = _fit_to(label, c.downsampling, width), _fit_to(inst, c.downsampling, width)
+            batch = {"label": label.to(device), "inst": inst.to(device),
+                     "image": torch.zeros(1, c.output_nc, *label.shape[2:], device=device)}
+            x = family.encode_label(batch)
+            if c.use_features:
+                features = sample_features(family.clusters, family._pool_map(batch), c.feat_num, generator)
+                y = g.netG(torch.cat([x, features.to(x.dtype)], 1))
+            else:
+                y = g(x)
+            out = os.path.join(out_dir, stem + ".png")
+            _save_png(y[0].float(), out)
+            written.append(out)
+    return written, f"pix2pixhd {c.netG} G"
