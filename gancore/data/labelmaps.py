@@ -33,7 +33,8 @@ _LABEL_COLOURS = np.array([(70, 130, 180), (128, 64, 128), (244, 35, 232), (70, 
 
 def _check_label_nc(label_nc: int, minimum: int) -> int:
     if not isinstance(label_nc, int) or (label_nc != 0 and label_nc < minimum):
-        raise DataError(f"label_nc: must be 0 (RGB label maps) or >= {minimum} (the data's classes), got {label_nc!r}")
+        raise DataError(f"data.label_nc (set from model.label_nc): must be 0 (RGB label maps) or >= {minimum} "
+                        f"(the data's classes), got {label_nc!r}")
     return label_nc
 
 
