@@ -578,8 +578,9 @@ def translate_label_maps(run: str, input_dir: str, out_dir: str, *, inst_dir: st
 
     state = _load_run(run)
     config = state["config"]
-    family = Pix2PixHD(build_dataclass(Pix2PixHDConfig, dict(config["model"], fused=fused, load_pretrain=""),
-                                       "model"))
+    # Weights come from the checkpoint: no pretrained generator to load, no VGG file needed.
+    model = dict(config["model"], fused=fused, load_pretrain="", vgg_weights="")
+    family = Pix2PixHD(build_dataclass(Pix2PixHDConfig, model, "model"))
     g_state = state["nets"]["G"]
     first = g_state["netG.model.1.weight" if family.config.use_features else "model.1.weight"]
     family.use_instance = first.shape[1] > (family.config.label_nc or 3) + (
