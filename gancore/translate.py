@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", action="store_true", help="eval mode: running statistics, no dropout")
     p.add_argument("--plain", action="store_true", help="plain torch.nn networks instead of the fused ones")
     p.add_argument("--seed", type=int, default=0, help="seed of the dropout noise (training-mode networks)")
+    p.add_argument("--inst", default=None, metavar="DIR",
+                   help="pix2pixhd runs: instance maps named like the label maps (default: one per class region)")
     p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_tiling_args(p)
@@ -149,6 +151,19 @@ def load_generator(path: str, *, direction: str | None = None, arch: str = "resn
     return _reference_generator(state, arch, fused), f"reference {arch} from {os.path.basename(path)}"
 
 
+def _run_family(path: str) -> str | None:
+    """The family of a gancore run folder (its config.yaml) or checkpoint file (memory-mapped), else None."""
+    from gancore.train.config import load_config_file
+
+    try:
+        if os.path.isdir(path):
+            return str(load_config_file(os.path.join(path, "config.yaml")).get("family"))
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return str(state["config"]["family"]) if isinstance(state, dict) and "config" in state else None
+    except Exception:  # noqa: BLE001 - not a readable run: load_generator says why
+        return None
+
+
 def _prepare(path: str, size: int | None, channels: int) -> torch.Tensor:
     img = open_image(path, channels)
     if size is not None:
@@ -205,7 +220,13 @@ def run(args: argparse.Namespace) -> int:
         if args.size is not None and (args.size < 4 or args.size % 4):
             raise ConfigError(f"--size: must be a multiple of 4 (>= 4), got {args.size}")
         device = choose_device(args.device)
-        if args.attrs is not None or args.grid:
+        if _run_family(args.model) == "pix2pixhd":  # label maps in, images out
+            from gancore.families.pix2pixhd import translate_label_maps  # it imports this module
+
+            written, what = translate_label_maps(args.model, args.input, args.out, inst_dir=args.inst,
+                                                 width=args.size, fused=not args.plain, seed=args.seed,
+                                                 device=device, progress=not args.no_progress)
+        elif args.attrs is not None or args.grid:
             written, what = translate_labels(args.model, args.input, args.out, attrs=args.attrs, grid=args.grid,
                                              size=args.size, eval_mode=args.eval, seed=args.seed, device=device,
                                              fused=not args.plain, progress=not args.no_progress)

@@ -28,6 +28,7 @@ from gancore.data.folders import (
     SuperResolution,
     UnpairedImages,
 )
+from gancore.data.labelmaps import CityscapesFolders, LabelScenes
 from gancore.data.paired import AlignedImages, UnalignedImages
 from gancore.data.sr import SRTextures
 from gancore.data.text import TextLines, Vocabulary
@@ -43,6 +44,7 @@ DATASETS: dict[str, type[GanDataset]] = {
     "super-resolution": SuperResolution,
     "captions": CaptionedImages,
     "text": TextLines,
+    "label-folders": CityscapesFolders,  # pix2pixHD's {split}_label/, {split}_inst/, {split}_img/
     # built in
     "ring": RingOfGaussians,
     "shapes": Shapes,
@@ -53,10 +55,11 @@ DATASETS: dict[str, type[GanDataset]] = {
     "attribute-shapes": AttributeShapes,
     "shape-classes": ShapeClasses,
     "joint": JointLabels,  # two labelled datasets with StarGAN's mask vector (built in unless its parts are not)
+    "label-scenes": LabelScenes,
 }
 
 BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences", "sr-textures", "attribute-shapes",
-           "shape-classes", "joint")
+           "shape-classes", "joint", "label-scenes")
 
 
 def dataset_options(name: str) -> dict[str, object]:
@@ -100,4 +103,5 @@ __all__ = [
     "Shapes", "SuperResolution", "TextLines", "UnalignedImages", "UnpairedImages", "Vocabulary", "build_dataset",
     "dataset_options",
     "AttributeShapes", "JointLabels", "ShapeClasses",
+    "CityscapesFolders", "LabelScenes",  # pix2pixHD's label maps
 ]

@@ -33,7 +33,7 @@ from gancore.families.base import (
 from gancore.losses import ADVERSARIAL_LOSSES, adversarial_losses
 from gancore.models.cgan import ConcatDiscriminator, ConditionalGenerator, ProjectionDiscriminator
 from gancore.nn import fuse
-from gancore.train.visual import save_image_grid
+from gancore.utils.visual import save_image_grid
 
 DISCRIMINATORS = {"concat": ConcatDiscriminator, "projection": ProjectionDiscriminator}
 

@@ -17,4 +17,5 @@ SUITES = {
     "trainer": "gancore.bench.suites.trainer",
     "families": "gancore.bench.suites.families",
     "fuse": "gancore.bench.suites.fuse",
+    "pix2pixhd_memory": "gancore.bench.suites.pix2pixhd_memory",
 }
