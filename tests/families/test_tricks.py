@@ -44,7 +44,7 @@ def _ctx(n=N, seed=0, nets=None, batch=None, step=0):
 # 1 ---------------------------------------------------------------------------------------------------------------
 
 def test_unit_range_maps_vector_data_to_minus_one_one_and_g_ends_in_tanh():
-    config = build_config("gan", overrides=["model.width=8", "model.depth=1"])
+    config = build_config("gan", overrides=["model.width=8", "model.depth=1", "model.unit_range=true"])
     trainer = Trainer(config)
     g, d = trainer.nets["G"], trainer.nets["D"]
     points = torch.stack([trainer.dataset[i]["x"] for i in range(4096)])
