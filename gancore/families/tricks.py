@@ -256,8 +256,8 @@ class TrainingFailureWarning(UserWarning):
 class FailureMonitor:
     """Watches the losses of D and G, one value per step, and warns (TrainingFailureWarning, once per kind)
     when, over the last `patience` steps, D's loss stayed below `d_floor` (D wins: G gets no gradient), or
-    G's loss fell steadily: each quarter of the window has a lower mean than the one before (G is fooling D,
-    usually with garbage). Losses are kept as tensors and read every patience // 4 steps, not every step."""
+    G's loss fell steadily: each quarter of the window has a lower mean than the one before, by more than noise
+    in all (G is fooling D, usually with garbage). Losses are kept as tensors and read every patience // 4 steps, not every step."""
 
     def __init__(self, patience: int, d_floor: float = 1e-3) -> None:
         if patience < 8:
@@ -299,8 +299,13 @@ class FailureMonitor:
 
     @staticmethod
     def _falling(window: torch.Tensor) -> bool:
-        means = torch.stack([chunk.mean() for chunk in window.chunk(4)])
-        return bool((means[1:] < means[:-1]).all())
+        """Each quarter's mean below the one before, and the fall from the first to the last quarter more
+        than 3 standard errors of that difference, so that noise around a flat loss does not count."""
+        chunks = window.chunk(4)
+        means = torch.stack([chunk.mean() for chunk in chunks])
+        spread = torch.stack([chunk.var() for chunk in chunks]).mean().sqrt()
+        standard_error = spread * (2 / len(chunks[0])) ** 0.5
+        return bool((means[1:] < means[:-1]).all() and means[0] - means[-1] > 3 * standard_error)
 
 
 # -- the family ---------------------------------------------------------------------------------------------------
