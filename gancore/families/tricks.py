@@ -257,7 +257,8 @@ class FailureMonitor:
     """Watches the losses of D and G, one value per step, and warns (TrainingFailureWarning, once per kind)
     when, over the last `patience` steps, D's loss stayed below `d_floor` (D wins: G gets no gradient), or
     G's loss fell steadily: each quarter of the window has a lower mean than the one before, by more than noise
-    in all (G is fooling D, usually with garbage). Losses are kept as tensors and read every patience // 4 steps, not every step."""
+    in all (G is fooling D, usually with garbage). Losses are kept as tensors and read every patience // 4
+    steps, not every step."""
 
     def __init__(self, patience: int, d_floor: float = 1e-3) -> None:
         if patience < 8:

@@ -173,3 +173,19 @@ def test_the_family_builds_fused_networks_and_takes_the_tricks():
                                                      "model.fused=false"]))
     assert not any(isinstance(m, BatchNormAct2d) for m in plain.nets["G"].modules())
     assert set(get_family("dcgan").bench_cases) == {"full", "quick"}
+
+
+def test_fused_float32_is_as_close_to_float64_as_eager_float32():
+    """Norm-wise ||a - b|| / ||b|| against the float64 plain network, in training mode (batch statistics)."""
+    torch.manual_seed(0)
+    for cls, x in ((DCGANGenerator, torch.randn(8, 16)), (DCGANDiscriminator, torch.randn(8, 3, 16, 16))):
+        kwargs = dict(resolution=16, width=8) | ({"latent_dim": 16} if cls is DCGANGenerator else {})
+        plain = cls(**kwargs, fused=False)
+        fused = cls(**kwargs, fused=True)
+        fused.load_state_dict(plain.state_dict())
+        reference = cls(**kwargs, fused=False).double()
+        reference.load_state_dict(plain.state_dict())
+        with torch.no_grad():
+            oracle = reference(x.double())
+            errors = [float((net(x).double() - oracle).norm() / oracle.norm()) for net in (plain, fused)]
+        assert errors[1] <= 2 * errors[0] + 1e-7, errors
