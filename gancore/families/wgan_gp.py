@@ -1,6 +1,7 @@
 """WGAN-GP (Gulrajani et al., 2017): a Wasserstein critic kept 1-Lipschitz by a gradient penalty.
 
-The critic has no batch norm (the penalty is per sample), Adam(1e-4, betas 0 and 0.9), lambda=10,
+The critic has no batch norm (the penalty is per sample: layer norm, as the paper suggests, or instance
+norm through gancore's fused op, are the options), Adam(1e-4, betas 0 and 0.9), lambda=10,
 and G steps once per n_critic=5 critic steps. Convolutional (DCGAN layout) networks for images,
 fully connected ones for vector data such as the built-in 2-D ring (`arch: auto` picks by data).
 The critic's estimate of the Wasserstein distance, E[D(real)] - E[D(fake)], is logged as D/wdist.
@@ -39,7 +40,8 @@ class WGANGPConfig:
     latent_dim: int = 128
     g_width: int = 64  # conv: as in DCGAN
     d_width: int = 64
-    critic_norm: str = "none"  # none, or layer (never batch: it breaks the per-sample penalty)
+    critic_norm: str = "none"  # none, layer or instance (never batch: it breaks the per-sample penalty)
+    fused: bool = True  # conv: gancore's fused norm + activation (G's batch norm, an instance-norm critic)
     mlp_width: int = 512  # mlp: hidden units
     mlp_depth: int = 3  # mlp: hidden layers
     n_critic: int = 5
@@ -51,7 +53,7 @@ class WGANGPConfig:
 
     def __post_init__(self) -> None:
         check_choice("model.arch", self.arch, ("auto", "conv", "mlp"))
-        check_choice("model.critic_norm", self.critic_norm, ("none", "layer"))
+        check_choice("model.critic_norm", self.critic_norm, ("none", "layer", "instance"))
         check_choice("model.channels", self.channels, (1, 3))
         check_power_of_two("model.resolution", self.resolution)
         for key in ("latent_dim", "g_width", "d_width", "mlp_width", "mlp_depth", "n_critic"):
@@ -78,8 +80,8 @@ class WGANGP(Family):
             d = MLPCritic(spec.shape[0], c.mlp_width, c.mlp_depth)
         else:
             check_image_spec(self.name, spec, c.channels, c.resolution)
-            g = DCGANGenerator(c.latent_dim, c.resolution, c.channels, c.g_width, "batch")
-            d = DCGANDiscriminator(c.resolution, c.channels, c.d_width, c.critic_norm)
+            g = DCGANGenerator(c.latent_dim, c.resolution, c.channels, c.g_width, "batch", fused=c.fused)
+            d = DCGANDiscriminator(c.resolution, c.channels, c.d_width, c.critic_norm, fused=c.fused)
         self.spec = spec
         return {
             "G": Network(g, lr=c.lr_g, betas=c.betas_g, ema=True),

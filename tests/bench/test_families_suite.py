@@ -36,4 +36,4 @@ def test_suite_times_eager_and_fused_steps(fp32_only):
         assert set(shares) == {"conv", "norm", "loss", "optimiser", "other"}
         assert 95 <= sum(shares.values()) <= 105 and shares["conv"] > 0 and shares["optimiser"] > 0
     assert families.contenders_of("cyclegan", families.CONTENDERS) == list(families.CONTENDERS)
-    assert families.contenders_of("dcgan", families.CONTENDERS) == ["eager", "torch.compile"]  # no fused option
+    assert families.contenders_of("gan", families.CONTENDERS) == ["eager", "torch.compile"]  # no fused option

@@ -123,3 +123,69 @@ def test_the_readme_demo_defaults_learn_the_shapes_quickly():
     trainer.fit()
     trained = distance()
     assert trained < 0.2 * initial, (initial, trained)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_fused_networks_equal_the_plain_ones_in_float64(norm):
+    """fused=True (the default) swaps norm + activation for gancore's fused op with the same state_dict keys;
+    in float64 its outputs and gradients equal the plain torch.nn network's, in training and in eval mode."""
+    from gancore.nn import BatchNormAct2d, InstanceNormAct2d
+
+    fused_type = BatchNormAct2d if norm == "batch" else InstanceNormAct2d
+    for cls, make_input in ((DCGANGenerator, lambda: torch.randn(6, 16)),
+                            (DCGANDiscriminator, lambda: torch.randn(6, 3, 16, 16))):
+        kwargs = dict(resolution=16, width=8, norm=norm) | ({"latent_dim": 16} if cls is DCGANGenerator else {})
+        plain = cls(**kwargs, fused=False).double()
+        fused = cls(**kwargs, fused=True).double()
+        assert list(fused.state_dict()) == list(plain.state_dict())
+        assert any(isinstance(m, fused_type) for m in fused.modules())
+        assert not any(type(m) in (nn.BatchNorm2d, nn.InstanceNorm2d) for m in fused.modules())
+        fused.load_state_dict(plain.state_dict(), strict=True)
+        x = make_input().double()
+        for train in (True, False):
+            plain.train(train), fused.train(train)
+            a = x.clone().requires_grad_(True)
+            b = x.clone().requires_grad_(True)
+            out_plain, out_fused = plain(a), fused(b)
+            assert torch.allclose(out_fused, out_plain, rtol=0, atol=1e-12)
+            (grad_plain,) = torch.autograd.grad(out_plain.square().sum(), a)
+            (grad_fused,) = torch.autograd.grad(out_fused.square().sum(), b)
+            assert torch.allclose(grad_fused, grad_plain, rtol=0, atol=1e-12)
+        for name, buffer in plain.named_buffers():
+            assert torch.allclose(dict(fused.named_buffers())[name], buffer, rtol=0, atol=1e-12)  # running stats
+
+
+def test_the_family_builds_fused_networks_and_takes_the_tricks():
+    from gancore.models.noise import AlwaysDropout, GaussianNoise
+    from gancore.nn import BatchNormAct2d
+
+    trainer = Trainer(build_config("dcgan", overrides=[
+        "model.resolution=8", "model.g_width=4", "model.d_width=4", "model.g_noise=0.1", "model.g_dropout=0.2",
+        "model.optimizer_d=sgd", "model.d_steps=2", "model.label_smoothing=0.1", "model.latent_dist=uniform"]))
+    g = trainer.nets["G"]
+    assert any(isinstance(m, BatchNormAct2d) for m in g.modules())
+    assert any(isinstance(m, GaussianNoise) for m in g.modules()) and any(isinstance(m, AlwaysDropout)
+                                                                           for m in g.modules())
+    assert isinstance(trainer.optimizers["D"], torch.optim.SGD)
+    assert {p.name: p.every for p in trainer.phases} == {"D": 1, "G": 2}
+    assert float(trainer.sample_latents.min()) >= -1 and float(trainer.sample_latents.max()) <= 1
+    plain = Trainer(build_config("dcgan", overrides=["model.resolution=8", "model.g_width=4", "model.d_width=4",
+                                                     "model.fused=false"]))
+    assert not any(isinstance(m, BatchNormAct2d) for m in plain.nets["G"].modules())
+    assert set(get_family("dcgan").bench_cases) == {"full", "quick"}
+
+
+def test_fused_float32_is_as_close_to_float64_as_eager_float32():
+    """Norm-wise ||a - b|| / ||b|| against the float64 plain network, in training mode (batch statistics)."""
+    torch.manual_seed(0)
+    for cls, x in ((DCGANGenerator, torch.randn(8, 16)), (DCGANDiscriminator, torch.randn(8, 3, 16, 16))):
+        kwargs = dict(resolution=16, width=8) | ({"latent_dim": 16} if cls is DCGANGenerator else {})
+        plain = cls(**kwargs, fused=False)
+        fused = cls(**kwargs, fused=True)
+        fused.load_state_dict(plain.state_dict())
+        reference = cls(**kwargs, fused=False).double()
+        reference.load_state_dict(plain.state_dict())
+        with torch.no_grad():
+            oracle = reference(x.double())
+            errors = [float((net(x).double() - oracle).norm() / oracle.norm()) for net in (plain, fused)]
+        assert errors[1] <= 2 * errors[0] + 1e-7, errors
