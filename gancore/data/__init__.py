@@ -19,6 +19,7 @@ from gancore.data.builtin import (
     ShapeEdges,
     Shapes,
 )
+from gancore.data.captions import ShapeCaptions
 from gancore.data.folders import (
     AttributeImages,
     CaptionedImages,
@@ -47,9 +48,10 @@ DATASETS: dict[str, type[GanDataset]] = {
     "shapes-edges": ShapeEdges,
     "color-domains": ColorDomains,
     "oracle-sequences": OracleSequences,
+    "shape-captions": ShapeCaptions,
 }
 
-BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences")
+BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences", "shape-captions")
 
 
 def dataset_options(name: str) -> dict[str, object]:
@@ -92,3 +94,4 @@ __all__ = [
     "Shapes", "SuperResolution", "TextLines", "UnalignedImages", "UnpairedImages", "Vocabulary", "build_dataset",
     "dataset_options",
 ]
+__all__ += ["ShapeCaptions"]

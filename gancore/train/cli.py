@@ -58,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the latent inputs")
     s.add_argument("--no-ema", action="store_true", help="use the trained weights, not their EMA")
     s.add_argument("--device", default="auto")
+    s.add_argument("--text", metavar="CAPTION",
+                   help="draw every sample from this caption (text-to-image families, e.g. gan-int-cls: "
+                        "their make_latents_from_text)")
     s.set_defaults(func=run_sample)
 
 
@@ -187,7 +190,15 @@ def run_sample(args: argparse.Namespace) -> int:
                 nets[name] = network.module.to(device).eval()
         except KeyError as err:
             raise ckpt.CheckpointError(f"{path} is incomplete: it has no {err}") from None
-        latents = family.make_latents(args.n, torch.Generator(device).manual_seed(args.seed), device)
+        generator = torch.Generator(device).manual_seed(args.seed)
+        if args.text is not None:
+            from_text = getattr(family, "make_latents_from_text", None)
+            if from_text is None:
+                raise ConfigError(f"--text: family {family.name!r} takes no text (text-to-image families do, "
+                                  "e.g. gan-int-cls)")
+            latents = from_text(args.text, args.n, generator, device)
+        else:
+            latents = family.make_latents(args.n, generator, device)
         with torch.no_grad():
             samples = family.generate(nets, latents).float()
         if not torch.isfinite(samples).all():
