@@ -119,13 +119,16 @@ class _StepRange(Phase):
 
 def structured_loss(image: torch.Tensor, text: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The symmetric structured hinge loss of Reed et al. (2016) on a batch, and the image-to-text retrieval
-    accuracy. Compatibility F(v, t) = image(v) . text(t); for each image, the most violating caption
-    max_t [Delta + F(v, t)] - F(v, t_right) with Delta = 1 for captions of another class (same[i, j] false),
-    and the same for each caption over images."""
+    accuracy. Compatibility F(v, t) = image(v) . text(t); each image should score its caption at least 1
+    above every caption of another class (same[i, j] false), and each caption its image likewise. The
+    hinges are averaged over the other classes in the batch, not only the most violating one (the paper's
+    max): the same minimum, with a gradient from every negative, which trains in far fewer steps."""
     scores = image.float() @ text.float().T
-    delta = (~same).to(scores.dtype)
+    negative = (~same).to(scores.dtype)
     right = scores.diagonal()
-    loss = ((scores + delta).amax(1) - right).mean() + ((scores.T + delta.T).amax(1) - right).mean()
+    count = negative.sum().clamp(min=1)
+    loss = ((F.relu(1 + scores - right[:, None]) * negative).sum()
+            + (F.relu(1 + scores - right[None, :]) * negative).sum()) / count
     accuracy = same[torch.arange(len(same)), scores.argmax(1)].float().mean()
     return loss, accuracy
 

@@ -44,28 +44,29 @@ class WordTextEncoder(nn.Module):
 
 class CharCNNRNN(nn.Module):
     """Character ids -> embedding, the paper's char-CNN-RNN: one-hot characters, three convolutions of
-    width 4 (two followed by max pooling), a GRU over the pooled sequence, its states averaged over time.
-    The paper pools by 3 over 201 characters; captions here are tens of characters, so pooling is by 2."""
+    width 4 (the first two followed by max pooling), a GRU over the pooled sequence, its states averaged
+    over time. The paper pools by 3 over 201 characters; captions here are tens of characters, so pooling
+    is by 2. Padding is zeroed after every convolution, so a caption's embedding does not depend on how
+    much padding follows it."""
 
     def __init__(self, alphabet_size: int, text_dim: int = 128, width: int = 128, hidden: int = 128) -> None:
         super().__init__()
         self.alphabet_size = alphabet_size
-        self.conv = nn.Sequential(
-            nn.Conv1d(alphabet_size, width, 4, padding="same"), nn.ReLU(inplace=True), nn.MaxPool1d(2),
-            nn.Conv1d(width, width, 4, padding="same"), nn.ReLU(inplace=True), nn.MaxPool1d(2),
-            nn.Conv1d(width, width, 4, padding="same"), nn.ReLU(inplace=True),
-        )
+        self.convs = nn.ModuleList([nn.Conv1d(alphabet_size, width, 4), nn.Conv1d(width, width, 4),
+                                    nn.Conv1d(width, width, 4)])
         self.rnn = nn.GRU(width, hidden, batch_first=True)
         self.out = nn.Linear(hidden, text_dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        one_hot = F.one_hot(tokens, self.alphabet_size).to(self.out.weight.dtype)
-        one_hot[..., 0] = 0  # padding is all zeros
-        features = self.conv(one_hot.transpose(1, 2)).transpose(1, 2)  # (N, L/4, width)
-        # A pooled position is text when any of the 4 characters it covers is.
-        mask = F.max_pool1d((tokens != 0).to(features.dtype).unsqueeze(1), 4, ceil_mode=True)[:, 0]
-        states, _ = self.rnn(features)
-        return self.out(_mean_over_tokens(states, mask[:, :states.shape[1]] > 0))
+        x = F.one_hot(tokens, self.alphabet_size).to(self.out.weight.dtype).transpose(1, 2)
+        mask = (tokens != 0).to(x.dtype).unsqueeze(1)
+        x = x * mask  # padding is all zeros
+        for i, conv in enumerate(self.convs):
+            x = F.relu(conv(F.pad(x, (1, 2)))) * mask  # "same" length for an even kernel
+            if i < len(self.convs) - 1:
+                x, mask = F.max_pool1d(x, 2, ceil_mode=True), F.max_pool1d(mask, 2, ceil_mode=True)
+        states, _ = self.rnn(x.transpose(1, 2))
+        return self.out(_mean_over_tokens(states, mask[:, 0] > 0))
 
 
 class TextProjection(nn.Sequential):
