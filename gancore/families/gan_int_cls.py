@@ -102,6 +102,9 @@ class GanIntClsConfig:
         check_positive("model.pretrain_steps", self.pretrain_steps, 0)
         if self.max_len is not None:
             check_positive("model.max_len", self.max_len, 3)
+        if len(set(self.vocab)) != len(self.vocab) or set(self.vocab) & set(Vocabulary.SPECIALS):
+            raise ConfigError(f"model.vocab: the words must be unique and none of {list(Vocabulary.SPECIALS)}, "
+                              f"got {list(self.vocab)}")
         if not 0.0 <= self.int_beta <= 1.0:
             raise ConfigError(f"model.int_beta: must be in [0, 1], got {self.int_beta!r}")
 
@@ -300,7 +303,7 @@ class GanIntCls(Family):
         picks = torch.randint(1 << 30, (rows,), generator=generator, device=generator.device).tolist()
         if self.dataset is not None:
             row_captions = [self.dataset[p % len(self.dataset)]["caption"] for p in picks]
-        elif not self.config.vocab:
+        elif self.config.text_encoder == "char-cnn-rnn" or not self.config.vocab:
             row_captions = [random_caption(random.Random(p)) for p in picks]
         else:
             raise ConfigError(f"{self.name}: without its training data this run has no captions to draw; give "

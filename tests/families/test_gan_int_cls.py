@@ -69,6 +69,8 @@ def test_config_and_data_are_checked():
         GanIntCls.Config(text_encoder="bert")
     with pytest.raises(ConfigError, match="model.text_training"):
         GanIntCls.Config(text_training="frozen")
+    with pytest.raises(ConfigError, match="model.vocab: the words must be unique"):
+        GanIntCls.Config(vocab=("a", "red", "a"))
     with pytest.raises(ConfigError, match="model.int_beta"):
         GanIntCls.Config(int_beta=1.5)
     family = _family(vocab=("a", "red"))
