@@ -1,6 +1,8 @@
 """GAN-INT-CLS: the networks, the matching-aware and interpolation terms, both text-training modes,
 `gancore sample --text`, and that generated images match their captions."""
 
+import random
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,7 +10,8 @@ from torch import nn
 
 import gancore.cli
 from gancore.data import Shapes
-from gancore.data.captions import COLOURS, ShapeCaptions
+from gancore.data.builtin import SHAPES
+from gancore.data.captions import COLOURS, ShapeCaptions, random_caption
 from gancore.families.base import ConfigError, DataSpec, PhaseContext
 from gancore.families.gan_int_cls import GanIntCls, structured_loss
 from gancore.models.text_to_image import (
@@ -176,15 +179,15 @@ def test_structured_loss_is_zero_only_with_a_margin():
 
 def test_pretrain_mode_learns_the_text_encoder_first_then_freezes_it():
     trainer = Trainer(build_config("gan-int-cls", overrides=TINY + [
-        "model.text_training=pretrain", "model.pretrain_steps=40", "model.lr_t=3e-3", "train.batch_size=16"]))
+        "model.text_training=pretrain", "model.pretrain_steps=25", "model.lr_t=3e-3", "train.batch_size=16"]))
     assert sorted(trainer.nets) == ["D", "G", "T"] and [p.name for p in trainer.phases] == ["T", "D", "G"]
-    assert [p.name for p in trainer.phases if p.due(39)] == ["T"] and [p.name for p in trainer.phases
-                                                                       if p.due(40)] == ["D", "G"]
+    assert [p.name for p in trainer.phases if p.due(24)] == ["T"] and [p.name for p in trainer.phases
+                                                                       if p.due(25)] == ["D", "G"]
     first, last = [], []
-    for step in range(40):
+    for step in range(25):
         trainer.train_step()
         values = trainer._flush_running()
-        (first if step < 5 else last if step >= 35 else []).append(values["T/loss"])
+        (first if step < 5 else last if step >= 20 else []).append(values["T/loss"])
     assert sum(last) / len(last) < 0.6 * sum(first) / len(first)
     before = {k: v.clone() for k, v in trainer.nets["T"].state_dict().items()}
     trainer.train_step()
@@ -240,15 +243,17 @@ def _judge() -> nn.Module:
 
 
 def _accuracy(judge: nn.Module, images: torch.Tensor, colour: torch.Tensor, shape: torch.Tensor) -> tuple:
+    """Fractions of images whose colour, shape, and both, the judge reads as given."""
     with torch.no_grad():
         out = judge(images)
-    return ((out[:, :len(COLOURS)].argmax(1) == colour).float().mean().item(),
-            (out[:, len(COLOURS):].argmax(1) == shape).float().mean().item())
+    colour_ok = out[:, :len(COLOURS)].argmax(1) == colour
+    shape_ok = out[:, len(COLOURS):].argmax(1) == shape
+    return tuple(ok.float().mean().item() for ok in (colour_ok, shape_ok, colour_ok & shape_ok))
 
 
 def test_generated_images_match_their_captions():
     """A judge trained here on held-out built-in data (not the GAN's training draws) reads the colour and
-    shape of images generated from unseen captions after 300 steps (16x16, width 16, batch 32)."""
+    shape of images generated from 600 random captions after 300 steps (16x16, width 16, batch 32)."""
     data = ShapeCaptions(size=2200, resolution=R, seed=1)
     items = [data[i] for i in range(len(data))]
     images = torch.stack([s["image"] for s in items])
@@ -271,15 +276,18 @@ def test_generated_images_match_their_captions():
     trainer = Trainer(build_config("gan-int-cls", overrides=[
         f"model.resolution={R}", "model.g_width=16", "model.d_width=16", "data.size=2000", "train.batch_size=32",
         "log.progress=false", "log.tensorboard=false"]))
+    rng = random.Random(5)
+    captions = [random_caption(rng) for _ in range(600)]
+    want_colour = torch.tensor([list(COLOURS).index(c.split()[1]) for c in captions])
+    want_shape = torch.tensor([SHAPES.index(c.split()[2]) for c in captions])
     generator = torch.Generator().manual_seed(5)
-    captions = [s["caption"] for s in items[2000:]]
     latents = torch.cat([trainer.family.make_latents_from_text(c, 1, generator, torch.device("cpu"))
                          for c in captions])
-    untrained = _accuracy(judge, trainer.generate(latents), colour[2000:], shape[2000:])
+    untrained = _accuracy(judge, trainer.generate(latents), want_colour, want_shape)
     for _ in range(300):
         trainer.train_step()
-    trained = _accuracy(judge, trainer.generate(latents), colour[2000:], shape[2000:])
-    print(f"judge on real images: colour {judge_real[0]:.2f}, shape {judge_real[1]:.2f}; generated from "
-          f"captions, untrained: {untrained[0]:.2f}, {untrained[1]:.2f}; after 300 steps: {trained[0]:.2f}, "
-          f"{trained[1]:.2f} (chance {1 / len(COLOURS):.2f}, 0.25)")
-    assert trained[0] > 0.5 and trained[1] > 0.35, trained
+    trained = _accuracy(judge, trainer.generate(latents), want_colour, want_shape)
+    for what, acc in (("judge on real images", judge_real), ("generated, untrained", untrained),
+                      ("generated, 300 steps", trained)):
+        print(f"{what}: colour {acc[0]:.2f}, shape {acc[1]:.2f}, both {acc[2]:.2f} (chance 0.17, 0.25, 0.04)")
+    assert trained[0] > 0.5 and trained[1] > 0.29 and trained[2] > 0.15, trained
