@@ -3,8 +3,10 @@ named colour, with a caption naming its colour, shape and position, e.g. "a red 
 
 The drawing is builtin.draw_shape with a palette narrowed to the named hue; the position words come from
 where the shape landed (the centroid of its edge map on a 3x3 grid), so caption and picture agree by
-construction. One template, so two captions are equal exactly when they name the same (colour, shape,
-position): a family may compare captions to tell matching from mismatching pairs.
+construction. One template, so two full captions are equal exactly when they name the same (colour,
+shape, position): a family may compare captions to tell matching from mismatching pairs. A fraction
+`partial` of the captions leave the position out ("a red circle"), so that a model also learns captions
+that say less than the picture shows.
 """
 
 from __future__ import annotations
@@ -51,13 +53,18 @@ def _grid_cell(coordinate: float) -> int:
 
 class ShapeCaptions(GanDataset):
     """{"image", "caption", "colour", "shape", "position"}: a shape in one of COLOURS on a dark ground, its
-    caption, and the indices of its colour (in COLOURS), shape (in SHAPES) and position (in POSITIONS)."""
+    caption (without the position for a fraction `partial` of the samples), and the indices of its colour
+    (in COLOURS), shape (in SHAPES) and position (in POSITIONS)."""
 
-    def __init__(self, size: int = 20000, resolution: int = 32, channels: int = 3, seed: int = 0) -> None:
+    def __init__(self, size: int = 20000, resolution: int = 32, channels: int = 3, partial: float = 0.25,
+                 seed: int = 0) -> None:
         self.size, self.resolution, self.seed = _check_size(size), resolution, seed
         self.channels = check_channels(channels)
         if resolution < 8:
             raise DataError(f"resolution must be >= 8, got {resolution}")
+        if not 0.0 <= partial <= 1.0:
+            raise DataError(f"partial must be in [0, 1], got {partial}")
+        self.partial = partial
 
     def __len__(self) -> int:
         return self.size
@@ -76,8 +83,10 @@ class ShapeCaptions(GanDataset):
         else:  # a shape too small to leave a rim: call it central
             cx = cy = 0.5
         position = 3 * _grid_cell(cy) + _grid_cell(cx)
-        return {"image": _as_channels(image, self.channels),
-                "caption": caption(list(COLOURS)[colour], SHAPES[shape], POSITIONS[position]),
+        text = caption(list(COLOURS)[colour], SHAPES[shape], POSITIONS[position])
+        if rng.random() < self.partial:
+            text = text.split(" at ")[0].split(" in ")[0]
+        return {"image": _as_channels(image, self.channels), "caption": text,
                 "colour": colour, "shape": shape, "position": position}
 
     def describe(self) -> str:

@@ -19,10 +19,13 @@ def _foreground(image: torch.Tensor) -> torch.Tensor:
 def test_captions_name_the_drawn_colour_shape_and_position():
     data = ShapeCaptions(size=200, resolution=32, seed=3)
     hues = list(COLOURS.values())
-    far_from_a_border = 0
+    far_from_a_border = partial = 0
     for i in range(len(data)):
         s = data[i]
-        assert s["caption"] == caption(list(COLOURS)[s["colour"]], SHAPES[s["shape"]], POSITIONS[s["position"]])
+        full = caption(list(COLOURS)[s["colour"]], SHAPES[s["shape"]], POSITIONS[s["position"]])
+        short = f"a {list(COLOURS)[s['colour']]} {SHAPES[s['shape']]}"
+        assert s["caption"] in (full, short)
+        partial += s["caption"] == short
         mask = _foreground(s["image"])
         rgb = ((s["image"][:, mask].mean(1) + 1) / 2).tolist()
         hue = colorsys.rgb_to_hsv(*rgb)[0]
@@ -35,7 +38,7 @@ def test_captions_name_the_drawn_colour_shape_and_position():
             far_from_a_border += 1
             cells = [0 if c < 0.4 else (2 if c > 0.6 else 1) for c in centre]
             assert 3 * cells[1] + cells[0] == s["position"], s["caption"]
-    assert far_from_a_border > 100
+    assert far_from_a_border > 100 and 25 < partial < 75  # a quarter leave the position out
     counts = torch.bincount(torch.tensor([data[i]["position"] for i in range(len(data))]), minlength=9)
     assert (counts > 0).all()  # every position occurs
 
@@ -61,5 +64,8 @@ def test_registered_as_a_builtin_with_the_options_checked():
     assert isinstance(data, ShapeCaptions) and data[0]["image"].shape == (1, 16, 16)
     with pytest.raises(DataError, match="resolution"):
         ShapeCaptions(resolution=4)
+    with pytest.raises(DataError, match="partial"):
+        ShapeCaptions(partial=1.5)
+    assert all(len(ShapeCaptions(size=20, partial=0.0)[i]["caption"].split()) > 3 for i in range(20))
     with pytest.raises(DataError, match="size"):
         ShapeCaptions(size=0)
