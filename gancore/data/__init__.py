@@ -20,6 +20,7 @@ from gancore.data.builtin import (
     ShapeEdges,
     Shapes,
 )
+from gancore.data.captions import ShapeCaptions
 from gancore.data.folders import (
     AttributeImages,
     CaptionedImages,
@@ -56,10 +57,11 @@ DATASETS: dict[str, type[GanDataset]] = {
     "shape-classes": ShapeClasses,
     "joint": JointLabels,  # two labelled datasets with StarGAN's mask vector (built in unless its parts are not)
     "label-scenes": LabelScenes,
+    "shape-captions": ShapeCaptions,
 }
 
 BUILTIN = ("ring", "shapes", "shapes-edges", "color-domains", "oracle-sequences", "sr-textures", "attribute-shapes",
-           "shape-classes", "joint", "label-scenes")
+           "shape-classes", "joint", "label-scenes", "shape-captions")
 
 
 def dataset_options(name: str) -> dict[str, object]:
@@ -104,4 +106,5 @@ __all__ = [
     "dataset_options",
     "AttributeShapes", "JointLabels", "ShapeClasses",
     "CityscapesFolders", "LabelScenes",  # pix2pixHD's label maps
+    "ShapeCaptions",
 ]

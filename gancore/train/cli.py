@@ -61,6 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seed of the latent inputs (image-to-image runs translate the inputs the run saved)")
     s.add_argument("--no-ema", action="store_true", help="use the trained weights, not their EMA")
     s.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
+    s.add_argument("--text", metavar="CAPTION",
+                   help="draw every sample from this caption (text-to-image families, e.g. gan-int-cls: "
+                        "their make_latents_from_text)")
+>>>>>>> t2i
     s.set_defaults(func=run_sample)
 
 
@@ -203,7 +207,15 @@ def run_sample(args: argparse.Namespace) -> int:
                 nets[name] = network.module.to(device).eval()
         except KeyError as err:
             raise ckpt.CheckpointError(f"{path} is incomplete: it has no {err}") from None
-        inputs = _sample_inputs(family, path, args.n, args.seed, device)
+        if args.text is not None:
+            from_text = getattr(family, "make_latents_from_text", None)
+            if from_text is None:
+                raise ConfigError(f"--text: family {family.name!r} takes no text (text-to-image families do, "
+                                  "e.g. gan-int-cls)")
+            inputs = {"latents": from_text(args.text, args.n, torch.Generator(device).manual_seed(args.seed),
+                                           device)}
+        else:
+            inputs = _sample_inputs(family, path, args.n, args.seed, device)
         with torch.no_grad():
             samples = family.generate(nets, inputs["latents"]).float()
         if not torch.isfinite(samples).all():
