@@ -296,7 +296,7 @@ class GanIntCls(Family):
         return torch.cat([z.to(device), self.encode(captions, device).float()], dim=1)
 
     def make_latents(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """n inputs in grid rows (as many columns as train.visual's grid has), one caption per row: the
+        """n inputs in grid rows (as many columns as utils.visual's grid has), one caption per row: the
         training data's captions when there is data, else random built-in ones."""
         cols = max(1, math.ceil(math.sqrt(n)))
         rows = math.ceil(n / cols)
@@ -338,11 +338,11 @@ class GanIntCls(Family):
 
 
 def save_captioned_grid(images: torch.Tensor, captions: Sequence[str] | None, path: str, scale: int = 3) -> None:
-    """train.visual's image grid scaled up `scale` times, with a strip on its left that names each row's
+    """utils.visual's image grid scaled up `scale` times, with a strip on its left that names each row's
     caption (that of the row's first image); without captions, the grid alone."""
     from PIL import Image, ImageDraw
 
-    from gancore.train.visual import image_grid
+    from gancore.utils.visual import image_grid
 
     grid = image_grid(images)
     picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid).convert("RGB")

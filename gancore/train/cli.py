@@ -64,7 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--text", metavar="CAPTION",
                    help="draw every sample from this caption (text-to-image families, e.g. gan-int-cls: "
                         "their make_latents_from_text)")
->>>>>>> t2i
     s.set_defaults(func=run_sample)
 
 
