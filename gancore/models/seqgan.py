@@ -26,9 +26,14 @@ PAPER_NUM_FILTERS = (100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160)
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """Softmax inputs in at least float32 (autocast's bf16/fp16 logits would round the probabilities)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def draw_tokens(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     """Token ids (rows of `logits`) by inverse CDF at `uniforms` in [0, 1), one per row."""
-    cdf = F.softmax(logits.float(), dim=-1).cumsum_(dim=-1)
+    cdf = F.softmax(_wide(logits), dim=-1).cumsum_(dim=-1)
     u = uniforms.to(cdf.dtype).unsqueeze(1) * cdf[:, -1:]
     return torch.searchsorted(cdf, u)[:, 0].clamp_(max=logits.shape[-1] - 1)
 
@@ -55,7 +60,7 @@ class SeqGANGenerator(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         hidden, _ = self.lstm(self.embed(self._inputs(tokens)))
-        logp = F.log_softmax(self.head(hidden).float(), dim=-1)
+        logp = F.log_softmax(_wide(self.head(hidden)), dim=-1)
         return logp.gather(2, tokens.unsqueeze(2))[..., 0]
 
     def step(self, token: torch.Tensor, state: LSTMState | None) -> tuple[torch.Tensor, LSTMState]:
@@ -170,7 +175,7 @@ class SeqGANDiscriminator(nn.Module):
 
     def real_probability(self, tokens: torch.Tensor) -> torch.Tensor:
         """(N,) probability of class 'real'."""
-        return F.softmax(self(tokens).float(), dim=1)[:, 1]
+        return F.softmax(_wide(self(tokens)), dim=1)[:, 1]
 
     def l2_penalty(self) -> torch.Tensor:
         """tf.nn.l2_loss of the output layer's weight and bias (half the sum of squares), as in the paper."""
