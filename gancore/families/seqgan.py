@@ -9,8 +9,9 @@ batch each, with `epoch_steps` steps making one pass over the data (157 = 10,000
 3. adversarial epochs, repeated until train.steps: `g_steps` policy-gradient steps on G, then `d_steps`
    rounds of D training as in 2. A G step samples a batch, rewards each prefix Y_1..t with the mean of D's
    real-probability (dropout off) over `rollouts` completions by the rollout policy (the last token with D's
-   verdict on the whole sequence), and maximises the reward-weighted log-likelihood (REINFORCE, no
-   baseline, as in the paper). All completions run as one batch (gancore.models.seqgan.monte_carlo_rollouts).
+   verdict on the whole sequence), and maximises the reward-weighted log-likelihood (REINFORCE, without a
+   baseline as in the paper; model.pg_baseline subtracts the batch's mean reward at each position). All
+   completions run as one batch (gancore.models.seqgan.monte_carlo_rollouts).
    The rollout policy is a delayed copy of G: after each G update its LSTM and output layer move to
    rate * policy + (1 - rate) * G with rate `rollout_update`, and it takes G's embedding as it is.
 
@@ -73,6 +74,7 @@ class SeqGANConfig:
     d_epochs: int = 3  # k: epochs over each pool of fresh negatives
     rollouts: int = 16  # N
     rollout_update: float = 0.8
+    pg_baseline: bool = False  # subtract the batch's mean reward at each position (the paper: none)
     reward_chunk: int = 8192  # sequences per D call when scoring rollouts (bounds memory, not the batching)
     eval_samples: int = 10000
     eval_seed: int = 0
@@ -244,7 +246,8 @@ class SeqGAN(Family):
             metrics = self.evaluate(g, ctx.step, "adversarial")
         tokens = g.sample(torch.rand(ctx.batch_size, self.length, device=self._real(ctx.batch).device))
         rewards = self.rewards(tokens, self.policy(g), ctx.nets["D"])
-        loss = -(ctx.nets["G"](tokens) * rewards).mean()
+        advantages = rewards - rewards.mean(dim=0) if self.config.pg_baseline else rewards
+        loss = -(ctx.nets["G"](tokens) * advantages).mean()
         return {"loss": loss, "reward": rewards.mean(), **metrics}
 
     def loss_d(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:

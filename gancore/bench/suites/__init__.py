@@ -17,4 +17,5 @@ SUITES = {
     "trainer": "gancore.bench.suites.trainer",
     "families": "gancore.bench.suites.families",
     "fuse": "gancore.bench.suites.fuse",
+    "seqgan": "gancore.bench.suites.seqgan",
 }
