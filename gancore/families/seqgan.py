@@ -320,9 +320,11 @@ class SeqGAN(Family):
     # -- evaluation ---------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self, generator: SeqGANGenerator, step: int | None = None, stage: str = "") -> dict[str, float]:
-        """NLL_oracle (oracle data) or BLEU-2..5 (text with model.bleu_reference) of eval_samples sequences
-        drawn at fixed uniforms; {} when neither applies. Recorded in `history` when `step` is given."""
+    def evaluate(self, generator: SeqGANGenerator, step: int | None = None, stage: str = "",
+                 samples: int | None = None) -> dict[str, float]:
+        """NLL_oracle (oracle data) or BLEU-2..5 (text with model.bleu_reference) of `samples` (default
+        model.eval_samples) sequences drawn at fixed uniforms; {} when neither applies. Recorded in `history`
+        when `step` is given. It draws from its own generator: evaluating never changes a run's course."""
         c = self.config
         device = next(generator.parameters()).device
         metrics: dict[str, float] = {}
@@ -330,7 +332,7 @@ class SeqGAN(Family):
         if oracle is None and not (self.text and c.bleu_reference):
             return metrics
         rng = torch.Generator(device).manual_seed(c.eval_seed)
-        samples = self._sample(generator, c.eval_samples, device, rng)
+        samples = self._sample(generator, samples or c.eval_samples, device, rng)
         if oracle is not None:
             if self._oracle is None:
                 self._oracle = copy.deepcopy(oracle).to(device)
