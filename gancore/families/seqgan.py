@@ -75,7 +75,7 @@ class SeqGANConfig:
     rollouts: int = 16  # N
     rollout_update: float = 0.8
     pg_baseline: bool = False  # subtract the batch's mean reward at each position (the paper: none)
-    reward_chunk: int = 8192  # sequences per D call when scoring rollouts (bounds memory, not the batching)
+    reward_chunk: int = 1024  # sequences per D call when scoring rollouts (bounds memory; cache-sized on the CPU)
     eval_samples: int = 10000
     eval_seed: int = 0
     bleu_reference: str = ""  # text only: held-out file for BLEU-2..5

@@ -63,11 +63,16 @@ class SeqGANGenerator(nn.Module):
         logp = F.log_softmax(_wide(self.head(hidden)), dim=-1)
         return logp.gather(2, tokens.unsqueeze(2))[..., 0]
 
-    def step(self, token: torch.Tensor, state: LSTMState | None) -> tuple[torch.Tensor, LSTMState]:
-        """Feed one token per row: (logits of the next token, new state); state holds (N, hidden) tensors."""
+    def read(self, token: torch.Tensor, state: LSTMState | None) -> LSTMState:
+        """Feed one token per row: the new state, (N, hidden) tensors (h, c)."""
         h0 = None if state is None else (state[0].unsqueeze(0), state[1].unsqueeze(0))
-        out, (h, c) = self.lstm(self.embed(token).unsqueeze(1), h0)
-        return self.head(out[:, 0]), (h[0], c[0])
+        _, (h, c) = self.lstm(self.embed(token).unsqueeze(1), h0)
+        return h[0], c[0]
+
+    def step(self, token: torch.Tensor, state: LSTMState | None) -> tuple[torch.Tensor, LSTMState]:
+        """Feed one token per row: (logits of the next token, new state)."""
+        state = self.read(token, state)
+        return self.head(state[0]), state
 
     @torch.no_grad()
     def sample(self, uniforms: torch.Tensor) -> torch.Tensor:
@@ -81,23 +86,22 @@ class SeqGANGenerator(nn.Module):
         return torch.stack(out, dim=1)
 
     @torch.no_grad()
-    def prefix_states(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Teacher-forced over `tokens` (N, length): for every t, the logits of token t+1 and the state
-        after reading tokens 1..t (start token first), as (length - 1, N, ...) stacks for t = 1..length-1."""
+    def prefix_states(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced over `tokens` (N, length): for every t = 1..length-1 the state (h, c) after reading
+        the start token and tokens 1..t, as (length - 1, N, hidden) stacks."""
         inputs = self._inputs(tokens)
-        _, state = self.step(inputs[:, 0], None)
-        logits, hs, cs = [], [], []
+        state = self.read(inputs[:, 0], None)
+        hs, cs = [], []
         for t in range(1, self.length):
-            step_logits, state = self.step(inputs[:, t], state)
-            logits.append(step_logits)
+            state = self.read(inputs[:, t], state)
             hs.append(state[0])
             cs.append(state[1])
-        return torch.stack(logits), torch.stack(hs), torch.stack(cs)
+        return torch.stack(hs), torch.stack(cs)
 
 
 @torch.no_grad()
 def monte_carlo_rollouts(policy: SeqGANGenerator, tokens: torch.Tensor, n: int,
-                         uniforms: torch.Tensor | None = None) -> torch.Tensor:
+                         uniforms: torch.Tensor | None = None, chunk: int | None = None) -> torch.Tensor:
     """For each prefix tokens[:, :t] (t = 1..length-1), `n` completions drawn by `policy`: (length-1, n, N,
     length), where [t-1, k, i] is sequence i's first t tokens followed by completion k.
 
@@ -105,12 +109,16 @@ def monte_carlo_rollouts(policy: SeqGANGenerator, tokens: torch.Tensor, n: int,
     state its prefix left (read once, teacher-forced). Rows are ordered by prefix length, so the rows that
     still need tokens at rollout step j are a leading slice of the batch: the batch shrinks as short
     completions finish and no row computes a token it does not need. `uniforms` (length-1, n, N, length)
-    fixes the draws: entry [t-1, k, i, p] draws position p of that completion."""
+    fixes the draws: entry [t-1, k, i, p] draws position p of that completion. The output layer and the
+    draws run `chunk` rows at a time (default: 512 on the CPU, where (rows, vocabulary) logits that leave the
+    caches cost more than the calls; all rows at once elsewhere); the LSTM steps always take all rows."""
     batch, length = tokens.shape
     groups = length - 1
     if uniforms is None:
         uniforms = torch.rand(groups, n, batch, length, device=tokens.device)
-    logits, h, c = policy.prefix_states(tokens)
+    h, c = policy.prefix_states(tokens)
+    if chunk is None:
+        chunk = 512 if tokens.device.type == "cpu" else groups * n * batch
 
     def rows(x: torch.Tensor) -> torch.Tensor:  # (groups, N, ...) -> (groups * n * N, ...)
         return x.unsqueeze(1).expand(groups, n, *x.shape[1:]).reshape(groups * n * batch, *x.shape[2:])
@@ -118,15 +126,17 @@ def monte_carlo_rollouts(policy: SeqGANGenerator, tokens: torch.Tensor, n: int,
     out = rows(tokens.unsqueeze(0).expand(groups, batch, length)).clone()
     u = uniforms.reshape(groups * n * batch, length)
     prefix = torch.arange(1, length, device=tokens.device).repeat_interleave(n * batch)
-    logits, state = rows(logits), (rows(h), rows(c))
+    h, c = rows(h), rows(c)
     for j in range(groups):
         active = (groups - j) * n * batch  # rows whose prefix is shorter than length - j
         position = prefix[:active] + j
-        token = draw_tokens(logits[:active], u[:active].gather(1, position.unsqueeze(1))[:, 0])
+        drawn = u[:active].gather(1, position.unsqueeze(1))[:, 0]
+        token = torch.cat([draw_tokens(policy.head(h[i:i + chunk]), drawn[i:i + chunk])
+                           for i in range(0, active, chunk)])
         out[:active].scatter_(1, position.unsqueeze(1), token.unsqueeze(1))
         follow = (groups - j - 1) * n * batch
         if follow:
-            logits, state = policy.step(token[:follow], (state[0][:follow], state[1][:follow]))
+            h, c = policy.read(token[:follow], (h[:follow], c[:follow]))
     return out.reshape(groups, n, batch, length)
 
 

@@ -67,6 +67,7 @@ def test_batched_rollouts_equal_the_loop_over_prefixes():
     batched = monte_carlo_rollouts(policy, tokens, 3, u)
     assert batched.shape == (6, 3, 4, 7)
     assert torch.equal(batched, prefix_loop_rollouts(policy, tokens, 3, u))
+    assert torch.equal(batched, monte_carlo_rollouts(policy, tokens, 3, u, chunk=5))  # the head 5 rows at a time
     for t in range(1, 7):  # each completion keeps its prefix
         assert torch.equal(batched[t - 1, :, :, :t], tokens[:, :t].expand(3, 4, t))
     assert not torch.equal(batched[0, 0], batched[0, 1])  # rollouts differ
