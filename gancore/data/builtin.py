@@ -210,10 +210,13 @@ class OracleLSTM(nn.Module):
 class OracleSequences(GanDataset):
     """{"tokens"}: `size` sequences of `length` tokens sampled from OracleLSTM(seed).
 
-    Sequence i is drawn when first asked for, from a generator seeded by (seed, i): building the
-    dataset costs nothing, and any process regenerates the same sequence."""
+    Sequences are drawn in blocks of BLOCK, block b in one batched call from a generator seeded by
+    (seed, b), when one of its sequences is first asked for, and kept: building the dataset costs
+    nothing, a pass over it costs one batched draw per block, and any process regenerates the same
+    sequence i (row i % BLOCK of block i // BLOCK, whatever the dataset's size)."""
 
     sample_key = "tokens"
+    BLOCK = 1024
 
     def __init__(self, size: int = 10000, vocab_size: int = 5000, length: int = 20, hidden: int = 32,
                  seed: int = 0) -> None:
@@ -221,13 +224,17 @@ class OracleSequences(GanDataset):
             raise DataError(f"vocab_size must be >= 2 and length >= 1, got {vocab_size} and {length}")
         self.size, self.length, self.seed = _check_size(size), length, seed
         self.oracle = OracleLSTM(vocab_size, hidden, hidden, seed)
+        self._blocks: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return self.size
 
     def sample(self, index: int, seed: int) -> dict:
-        g = draw_generator(self.seed * 1_000_003 + index)
-        return {"tokens": self.oracle.sample(1, self.length, g)[0]}
+        block, row = divmod(index, self.BLOCK)
+        if block not in self._blocks:
+            g = draw_generator(self.seed * 1_000_003 + block)
+            self._blocks[block] = self.oracle.sample(self.BLOCK, self.length, g)
+        return {"tokens": self._blocks[block][row].clone()}
 
     def describe(self) -> str:
         return (f"oracle LSTM sequences: {len(self)} x {self.length} tokens, "

@@ -89,6 +89,7 @@ class TextLines(GanDataset):
             raise DataError(f"data.path: {path!r} is not a file (the text dataset reads one sequence a line)")
         with open(path, encoding="utf-8", errors="replace") as f:
             self.sequences = [tokenize(line, level) for line in f if line.strip()]
+        self.level = level
         if not self.sequences:
             raise DataError(f"data.path: {path!r} holds no non-blank line")
         self.vocab = Vocabulary.load(vocab) if vocab else Vocabulary.build(self.sequences, min_freq)

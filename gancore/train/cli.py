@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "checkpoint file, with the EMA generator when the run kept one.")
     s.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a run folder (its latest checkpoint) or a checkpoint file")
     s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
-    s.add_argument("--out", default="grid.png", help="PNG to write (default grid.png)")
+    s.add_argument("--out", default="grid.png", help="PNG to write (default grid.png); families of token "
+                   "sequences (seqgan) print their samples instead, and also write them to a --out ending in .txt")
     s.add_argument("--seed", type=int, default=0,
                    help="seed of the latent inputs (image-to-image runs translate the inputs the run saved)")
     s.add_argument("--no-ema", action="store_true", help="use the trained weights, not their EMA")
@@ -186,13 +187,16 @@ def run_sample(args: argparse.Namespace) -> int:
     try:
         if args.n < 1:
             raise ConfigError(f"--n: must be >= 1, got {args.n}")
-        _check_sample_path(args.out)
+        text_out = args.out.lower().endswith(".txt")  # token-sequence families (SeqGAN) write text
+        if not text_out:
+            _check_sample_path(args.out)
         path, state = ckpt.load_run_or_checkpoint(args.run)
         device = choose_device(args.device)
         try:
             config = state["config"]
             family_cls = get_family(config["family"])
             family = family_cls(build_dataclass(family_cls.Config, config["model"], "model"))
+            family.load_state_dict(state.get("family", {}))  # e.g. SeqGAN's vocabulary, to decode samples
             nets = {}
             for name, network in family.build(DataSpec.from_dict(state["data_spec"])).items():
                 use_ema = name in state["ema"] and not args.no_ema
@@ -219,10 +223,21 @@ def run_sample(args: argparse.Namespace) -> int:
             samples = family.generate(nets, inputs["latents"]).float()
         if not torch.isfinite(samples).all():
             raise ckpt.CheckpointError(f"{path}: the generator's samples hold NaN or inf; nothing written")
-        save_sample_picture(family, inputs, samples, args.out)
+        decode = getattr(family, "decode_samples", None)
+        if decode is None and text_out:
+            raise ConfigError(f"--out {args.out!r}: {family.name} draws images; give a .png")
+        if decode is None:
+            save_sample_picture(family, inputs, samples, args.out)
+        elif text_out:
+            family.save_samples(samples, args.out)
     except _USER_ERRORS as err:
         return _fail("sample", err)
     which = "EMA" if state["ema"] and not args.no_ema else "trained"
+    summary = f"{len(samples)} samples from {path} (step {state['step']}, {which} weights)"
+    if decode is not None:  # sequences go to stdout, one a line, the summary to stderr
+        print("\n".join(decode(samples)))
+        print(f"sampled {summary}" + (f"; wrote {args.out}" if text_out else ""), file=sys.stderr)
+        return 0
     saved = f" (translating the run's saved sample inputs, {FIXED_INPUTS})" if "inputs" in inputs else ""
-    print(f"wrote {args.out}: {len(samples)} samples from {path} (step {state['step']}, {which} weights){saved}")
+    print(f"wrote {args.out}: {summary}{saved}")
     return 0

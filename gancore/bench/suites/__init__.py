@@ -18,4 +18,5 @@ SUITES = {
     "families": "gancore.bench.suites.families",
     "fuse": "gancore.bench.suites.fuse",
     "pix2pixhd_memory": "gancore.bench.suites.pix2pixhd_memory",
+    "seqgan": "gancore.bench.suites.seqgan",
 }
