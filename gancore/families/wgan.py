@@ -26,14 +26,11 @@ from gancore.families.base import (
     Phase,
     PhaseContext,
     check_choice,
-    check_image_spec,
     check_positive,
     check_power_of_two,
 )
+from gancore.families.wgan_gp import wasserstein_networks
 from gancore.losses import d_wasserstein, g_wasserstein
-from gancore.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from gancore.models.mlp import MLPCritic, MLPGenerator
-from gancore.nn import fuse
 
 
 @dataclass
@@ -81,18 +78,8 @@ class WGAN(Family):
 
     def build(self, spec: DataSpec) -> dict[str, Network]:
         c = self.config
-        arch = c.arch if c.arch != "auto" else ("mlp" if len(spec.shape) == 1 else "conv")
-        if arch == "mlp":
-            if len(spec.shape) != 1:
-                raise ConfigError(f"model.arch=mlp needs vector data, but '{spec.key}' has shape {spec.shape}")
-            g: nn.Module = MLPGenerator(c.latent_dim, spec.shape[0], c.mlp_width, c.mlp_depth)
-            d: nn.Module = MLPCritic(spec.shape[0], c.mlp_width, c.mlp_depth)
-        else:
-            check_image_spec(self.name, spec, c.channels, c.resolution)
-            g = DCGANGenerator(c.latent_dim, c.resolution, c.channels, c.g_width, "batch")
-            d = DCGANDiscriminator(c.resolution, c.channels, c.d_width, "batch")
-            if c.fused:
-                g, d = fuse(g), fuse(d)
+        # Batch norm in both networks, as the paper's DCGAN critic had: clipping, not a penalty, keeps it Lipschitz.
+        g, d = wasserstein_networks(self.name, spec, c, critic_norm="batch")
         self.spec = spec
         return {
             "G": Network(g, lr=c.lr_g, optimizer="rmsprop", ema=True),

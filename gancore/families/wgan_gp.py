@@ -10,8 +10,10 @@ The critic's estimate of the Wasserstein distance, E[D(real)] - E[D(fake)], is l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 
 from gancore.families import register_family
 from gancore.families.base import (
@@ -62,6 +64,20 @@ class WGANGPConfig:
             raise ConfigError(f"model.gp_weight: must be >= 0, got {self.gp_weight}")
 
 
+def wasserstein_networks(family: str, spec: DataSpec, c: Any, critic_norm: str) -> tuple[nn.Module, nn.Module]:
+    """G and critic of WGAN and WGAN-GP: MLPs for vector data, DCGAN's conv networks (G with batch norm,
+    the critic with `critic_norm`) for images; `c.arch` auto picks by the shape of the data."""
+    arch = c.arch if c.arch != "auto" else ("mlp" if len(spec.shape) == 1 else "conv")
+    if arch == "mlp":
+        if len(spec.shape) != 1:
+            raise ConfigError(f"model.arch=mlp needs vector data, but '{spec.key}' has shape {spec.shape}")
+        return (MLPGenerator(c.latent_dim, spec.shape[0], c.mlp_width, c.mlp_depth),
+                MLPCritic(spec.shape[0], c.mlp_width, c.mlp_depth))
+    check_image_spec(family, spec, c.channels, c.resolution)
+    return (DCGANGenerator(c.latent_dim, c.resolution, c.channels, c.g_width, "batch", fused=c.fused),
+            DCGANDiscriminator(c.resolution, c.channels, c.d_width, critic_norm, fused=c.fused))
+
+
 @register_family
 class WGANGP(Family):
     name = "wgan-gp"
@@ -71,17 +87,7 @@ class WGANGP(Family):
 
     def build(self, spec: DataSpec) -> dict[str, Network]:
         c = self.config
-        arch = c.arch if c.arch != "auto" else ("mlp" if len(spec.shape) == 1 else "conv")
-        if arch == "mlp":
-            if len(spec.shape) != 1:
-                raise ConfigError(f"model.arch=mlp needs vector data, but '{spec.key}' has shape "
-                                  f"{spec.shape}")
-            g = MLPGenerator(c.latent_dim, spec.shape[0], c.mlp_width, c.mlp_depth)
-            d = MLPCritic(spec.shape[0], c.mlp_width, c.mlp_depth)
-        else:
-            check_image_spec(self.name, spec, c.channels, c.resolution)
-            g = DCGANGenerator(c.latent_dim, c.resolution, c.channels, c.g_width, "batch", fused=c.fused)
-            d = DCGANDiscriminator(c.resolution, c.channels, c.d_width, c.critic_norm, fused=c.fused)
+        g, d = wasserstein_networks(self.name, spec, c, critic_norm=c.critic_norm)
         self.spec = spec
         return {
             "G": Network(g, lr=c.lr_g, betas=c.betas_g, ema=True),
