@@ -20,10 +20,13 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   pip install torch==2.13.0
 fi
 .venv/bin/python -c "import torch" >/dev/null 2>&1 || { echo "torch failed to install" >&2; exit 1; }
+# Reinstalled when this list or the package metadata changes (the stamp holds the list it installed).
+deps="triton numpy tqdm pillow pyyaml matplotlib scipy pytest pytest-benchmark pytest-xdist ruff setuptools wheel"
 stamp=.venv/.gancore-deps
-if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  pip install triton numpy tqdm pillow pyyaml matplotlib scipy pytest pytest-benchmark ruff setuptools wheel
-  touch "$stamp"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$deps" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  # shellcheck disable=SC2086  # the list is meant to split into words
+  pip install $deps
+  echo "$deps" > "$stamp"
 fi
 # Editable install builds gancore._C against the torch in .venv (hence no build isolation).
 # Rebuilt only when the C++/CUDA sources or setup.py change (or the module does not import).
