@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
 from torch import nn
 
+from gancore.data.attributes import LabelSet
 from gancore.data.base import DataError
 from gancore.data.imageio import find_images, open_image, require_dir, to_tensor
 from gancore.data.paired import Preprocess
@@ -28,7 +30,9 @@ from gancore.errors import ConfigError
 from gancore.families.base import DataSpec
 from gancore.families.pix2pix import DIRECTIONS, build_generator, check_generator_name
 from gancore.families.srgan import SR_FAMILIES, load_sr_generator
+from gancore.families.stargan import LabelLayout, translation_grid
 from gancore.models.srgan import SRResNet
+from gancore.models.stargan import StarGANDiscriminator, StarGANGenerator
 from gancore.sr_cli import add_tiling_args, translate_sr
 from gancore.train import checkpoint as ckpt
 from gancore.utils.visual import save_image_grid
@@ -60,10 +64,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_tiling_args(p)
     p.add_argument("--attrs", default=None, metavar="SPEC",
-                   help='StarGAN run: target labels, e.g. "Black_Hair=1,Male=0" or a class such as "happy"; the '
-                        "labels not named keep the discriminator's estimate of the input's own")
+                   help='StarGAN run or yunjey/stargan N-G.ckpt: target labels, e.g. "Black_Hair=1,Male=0" or a '
+                        "class such as happy; the labels not named keep the input's own (D's estimate, or "
+                        "--source-attrs)")
     p.add_argument("--grid", action="store_true",
                    help="StarGAN run: also write OUT/grid.png, each input and its every single-attribute change")
+    p.add_argument("--selected-attrs", default=None, metavar="NAMES",
+                   help="yunjey/stargan N-G.ckpt: its binary attributes in training order (default: "
+                        + ",".join(CELEBA_DEFAULT_ATTRS) + ")")
+    p.add_argument("--classes", default=None, metavar="NAMES",
+                   help="yunjey/stargan N-G.ckpt: its classes in order (RaFD: angry,contemptuous,...); with "
+                        "--selected-attrs, the joint CelebA + RaFD model")
+    p.add_argument("--source-attrs", default=None, metavar="SPEC",
+                   help="StarGAN: the inputs' own labels, as --attrs (unnamed ones 0), instead of D's estimate; "
+                        "needed by a N-G.ckpt without its N-D.ckpt beside it")
     p.set_defaults(func=run)
 
 
@@ -229,7 +243,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.attrs is not None or args.grid:
             written, what = translate_labels(args.model, args.input, args.out, attrs=args.attrs, grid=args.grid,
                                              size=args.size, eval_mode=args.eval, seed=args.seed, device=device,
-                                             fused=not args.plain, progress=not args.no_progress)
+                                             fused=not args.plain, progress=not args.no_progress,
+                                             selected_attrs=_names(args.selected_attrs),
+                                             classes=_names(args.classes), source_attrs=args.source_attrs)
         else:
             generator, what = load_generator(args.model, direction=args.direction, arch=args.arch,
                                              fused=not args.plain)
@@ -247,9 +263,24 @@ def run(args: argparse.Namespace) -> int:
 
 # -- StarGAN: translation to target labels ------------------------------------------------------------------
 
+#: The attributes of yunjey/stargan's CelebA default (its --selected_attrs), for its bare .ckpt files.
+CELEBA_DEFAULT_ATTRS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young")
+#: The reference's default image size (image_size 128), for a bare G checkpoint without its D.
+REFERENCE_IMAGE_SIZE = 128
 
-def load_stargan(path: str, *, fused: bool = True) -> tuple[Any, dict[str, nn.Module], str]:
-    """(StarGAN family with its label layout, {"G", "D"} with the run's weights, checkpoint path) of a run."""
+
+@dataclass
+class StarGANModel:
+    """What StarGAN translation needs: the label layout, the networks ("G", and "D" to estimate an input's
+    own labels when there is one), the resolution (None: any size, multiple of 4) and a description."""
+
+    layout: LabelLayout
+    nets: dict[str, nn.Module]
+    resolution: int | None
+    description: str
+
+
+def _load_run_stargan(path: str, fused: bool) -> StarGANModel:
     from gancore.families import get_family
     from gancore.train.config import build_dataclass
 
@@ -265,27 +296,156 @@ def load_stargan(path: str, *, fused: bool = True) -> tuple[Any, dict[str, nn.Mo
     for name, network in family.build(DataSpec.from_dict(state["data_spec"])).items():
         network.module.load_state_dict(state["nets"][name])
         nets[name] = network.module
-    return family, nets, path
+    return StarGANModel(family.layout, nets, family.config.resolution, f"stargan G of {path}")
+
+
+def _load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or unsafe files
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ckpt.CheckpointError(f"cannot load {path!r} as a state_dict: {first_line[:200]}") from None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ckpt.CheckpointError(f"{path!r} is neither a gancore checkpoint nor a state_dict of tensors")
+    return state
+
+
+def _load_strictly(net: nn.Module, state: dict, what: str, path: str) -> nn.Module:
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        details = "; ".join(line.strip() for line in str(err).splitlines()[1:] if line.strip())
+        raise ckpt.CheckpointError(f"{path!r} does not fit a {what}: {details[:400]}") from None
+    return net
+
+
+def _reference_stargan_g(state: dict, path: str, fused: bool) -> StarGANGenerator:
+    """yunjey/stargan's Generator, shaped by its state_dict: conv_dim and c_dim from the first conv
+    (conv_dim, 3 + c_dim, 7, 7), repeat_num from the residual blocks' keys."""
+    first = state.get("main.0.weight")
+    if first is None or first.dim() != 4 or first.shape[1] <= 3 or first.shape[2:] != (7, 7):
+        raise ckpt.CheckpointError(f"{path!r} is not a StarGAN generator checkpoint (yunjey/stargan's "
+                                   f"N-G.ckpt: no 7x7 'main.0.weight' taking 3 + c_dim channels; its first keys: "
+                                   f"{list(state)[:3]})")
+    conv_dim, c_dim = int(first.shape[0]), int(first.shape[1]) - 3
+    repeat_num = len({k.split(".")[1] for k in state if k.startswith("main.") and ".main." in k})
+    g = StarGANGenerator(conv_dim, c_dim, repeat_num, fused=fused)
+    return _load_strictly(g, state, f"StarGAN generator (conv_dim {conv_dim}, c_dim {c_dim}, repeat_num "
+                                    f"{repeat_num})", path)
+
+
+def _reference_stargan_d(state: dict, path: str, fused: bool) -> tuple[StarGANDiscriminator, int]:
+    """yunjey/stargan's Discriminator, shaped by its state_dict: conv_dim from the first conv, repeat_num
+    from the convs of `main`, c_dim and image_size (= kernel * 2**repeat_num) from the classification head."""
+    first, head = state.get("main.0.weight"), state.get("conv2.weight")
+    if first is None or head is None or first.dim() != 4 or head.dim() != 4:
+        raise ckpt.CheckpointError(f"{path!r} is not a StarGAN discriminator checkpoint (yunjey/stargan's "
+                                   f"N-D.ckpt: no 'main.0.weight' and 'conv2.weight'; its first keys: "
+                                   f"{list(state)[:3]})")
+    repeat_num = sum(1 for k in state if k.startswith("main.") and k.endswith(".weight"))
+    image_size = int(head.shape[-1]) * 2 ** repeat_num
+    d = StarGANDiscriminator(image_size, int(first.shape[0]), int(head.shape[0]), repeat_num, fused=fused)
+    return _load_strictly(d, state, f"StarGAN discriminator (image_size {image_size}, c_dim {head.shape[0]}, "
+                                    f"repeat_num {repeat_num})", path), image_size
+
+
+def reference_layout(selected_attrs: list[str] | None, classes: list[str] | None) -> LabelLayout:
+    """The label sets of a yunjey/stargan model: binary CelebA attributes (--selected-attrs, default its five)
+    and / or RaFD classes (--classes); both make the joint model, CelebA first, as the reference's."""
+    for flag, names in (("--selected-attrs", selected_attrs), ("--classes", classes)):
+        if names is not None and (not all(names) or len(set(names)) != len(names)):
+            raise ConfigError(f"{flag}: the names must be non-empty and unique, got {', '.join(names)!r}")
+    sets = []
+    if selected_attrs or not classes:
+        sets.append(LabelSet("bce", tuple(selected_attrs or CELEBA_DEFAULT_ATTRS)))
+    if classes:
+        sets.append(LabelSet("ce", tuple(classes)))
+    return LabelLayout(sets)
+
+
+def _reference_d_path(g_path: str) -> str | None:
+    """yunjey/stargan saves `N-D.ckpt` next to `N-G.ckpt`."""
+    d_path = re.sub(r"-G(\.[^./\\]+)$", r"-D\1", g_path)
+    return d_path if d_path != g_path and os.path.isfile(d_path) else None
+
+
+def _load_reference_stargan(path: str, fused: bool, selected_attrs: list[str] | None, classes: list[str] | None,
+                            size: int | None) -> StarGANModel:
+    layout = reference_layout(selected_attrs, classes)
+    g = _reference_stargan_g(_load_state_dict_file(path), path, fused)
+    names = " + ".join(f"{len(s.names)} ({', '.join(s.names)})" for s in layout.sets)
+    flags = "--selected-attrs / --classes" if layout.masked else ("--classes" if classes else "--selected-attrs")
+    if g.c_dim != layout.g_dim:
+        mask = f" + {len(layout.sets)} mask" if layout.masked else ""
+        raise ConfigError(f"{flags}: the generator takes c_dim {g.c_dim} labels, the names give {names}{mask}; "
+                          f"name the labels the model was trained on, in order (the reference's --selected_attrs)")
+    nets: dict[str, nn.Module] = {"G": g}
+    what = f"reference StarGAN G from {os.path.basename(path)}"
+    d_path = _reference_d_path(path)
+    resolution = size
+    if d_path is not None:
+        d, image_size = _reference_stargan_d(_load_state_dict_file(d_path), d_path, fused)
+        if d.conv2.out_channels != layout.d_dim:
+            raise ConfigError(f"{flags}: the discriminator {os.path.basename(d_path)} classifies "
+                              f"{d.conv2.out_channels} labels, the names give {names}")
+        if size is not None and size != image_size:
+            raise ConfigError(f"--size: the discriminator {os.path.basename(d_path)} estimates labels of "
+                              f"{image_size}x{image_size} images, got {size}")
+        nets["D"], resolution = d, image_size
+        what += f" (input labels estimated by {os.path.basename(d_path)})"
+    return StarGANModel(layout, nets, resolution or REFERENCE_IMAGE_SIZE, what)
+
+
+def load_stargan(path: str, *, fused: bool = True, selected_attrs: list[str] | None = None,
+                 classes: list[str] | None = None, size: int | None = None) -> StarGANModel:
+    """A StarGAN run (folder or checkpoint), or yunjey/stargan's `N-G.ckpt` (a bare state_dict; shaped by its
+    tensors, labels named by `selected_attrs` / `classes`, with `N-D.ckpt` beside it as D when it is there)."""
+    if os.path.isfile(path) and _run_family(path) is None:
+        return _load_reference_stargan(path, fused, selected_attrs, classes, size)
+    if selected_attrs or classes:
+        raise ConfigError("--selected-attrs / --classes: a stargan run knows its labels; name them for "
+                          "yunjey/stargan .ckpt files only")
+    model = _load_run_stargan(path, fused)
+    if size is not None and size != model.resolution:
+        raise ConfigError(f"--size: a stargan model translates {model.resolution}x{model.resolution} images (its "
+                          f"discriminator estimates their labels at that size), got {size}")
+    return model
+
+
+def _names(spec: str | None) -> list[str] | None:
+    return None if spec is None else [n.strip() for n in spec.split(",")]
 
 
 def translate_labels(path: str, input_dir: str, out_dir: str, *, attrs: str | None = None, grid: bool = False,
                      size: int | None = None, eval_mode: bool = False, seed: int = 0,
-                     device: torch.device | str = "cpu", fused: bool = True, progress: bool = True
-                     ) -> tuple[list[str], str]:
-    """Translate every image under `input_dir` with the StarGAN run `path` to the labels `attrs` (each image's
-    own labels, as D estimates them, with the named ones set), into `out_dir`/<same name>.png; with `grid`,
-    also `out_dir`/grid.png: a row per image of [input, every single-attribute change]. Images are resized
-    and centre-cropped to the model's resolution. Returns the written paths and a description."""
+                     device: torch.device | str = "cpu", fused: bool = True, progress: bool = True,
+                     selected_attrs: list[str] | None = None, classes: list[str] | None = None,
+                     source_attrs: str | None = None) -> tuple[list[str], str]:
+    """Translate every image under `input_dir` with the StarGAN model `path` (see load_stargan) to the labels
+    `attrs`: each image's own labels with the named ones set, into `out_dir`/<same name>.png; with `grid`,
+    also `out_dir`/grid.png: a row per image of [input, every single-attribute change]. The own labels are
+    `source_attrs` (the same for every image, unnamed ones 0) when given, else D's estimate; a bare G
+    checkpoint without its D needs `source_attrs` unless `attrs` names every label of its set. Images are
+    resized and centre-cropped to the model's resolution. Returns the written paths and a description."""
     from tqdm import tqdm
 
     from gancore.data.imageio import resize_center_crop
 
-    family, nets, path = load_stargan(path, fused=fused)
-    layout, resolution = family.layout, family.config.resolution
-    if size is not None and size != resolution:
-        raise ConfigError(f"--size: a stargan model translates {resolution}x{resolution} images (its "
-                          f"discriminator estimates their labels at that size), got {size}")
+    model = load_stargan(path, fused=fused, selected_attrs=selected_attrs, classes=classes, size=size)
+    layout, nets, resolution = model.layout, model.nets, model.resolution
     picks, target_set = layout.parse_targets(attrs) if attrs is not None else ({}, 0)
+    source = None  # the own labels of every input, when D does not estimate them
+    if source_attrs is not None:
+        source = torch.zeros(1, layout.d_dim)
+        for column, value in layout.parse_targets(source_attrs, flag="--source-attrs")[0].items():
+            source[:, column] = value
+    elif "D" not in nets:
+        source = torch.zeros(1, layout.d_dim)  # only right when --attrs overwrites the whole set
+        named_all = set(range(layout.slices[target_set].start, layout.slices[target_set].stop)) <= set(picks)
+        if grid or not named_all:
+            raise ConfigError("--source-attrs: a StarGAN G without its D (no -D.ckpt beside it) cannot estimate "
+                              "the input's own labels; give them, e.g. --source-attrs \"Black_Hair=1,Young=1\" "
+                              "(unnamed ones 0), or name every label in --attrs")
     files = find_images(require_dir(input_dir, "--input"))
     if not files:
         raise DataError(f"--input: no image files under {input_dir!r} (looked for .png, .jpg, .webp, ...)")
@@ -297,12 +457,13 @@ def translate_labels(path: str, input_dir: str, out_dir: str, *, attrs: str | No
         for rel in tqdm(files, desc="translate", unit="img", disable=not progress, file=sys.stderr):
             image = resize_center_crop(open_image(os.path.join(input_dir, rel), 3), resolution)
             x = to_tensor(image).unsqueeze(0).to(device)
+            own = source.to(device) if source is not None else layout.estimate(nets["D"](x)[1])
             if grid:
-                columns, row = family.translations(nets, x, train_mode=not eval_mode)
+                columns, row = translation_grid(layout, nets["G"], x, own, train_mode=not eval_mode)
                 rows.append(row[0])
             if attrs is None:
                 continue
-            target = layout.estimate(nets["D"](x)[1])
+            target = own.clone()
             for column, value in picks.items():
                 target[:, column] = value
             which = torch.full((1,), target_set, dtype=torch.long, device=device)
@@ -315,5 +476,5 @@ def translate_labels(path: str, input_dir: str, out_dir: str, *, attrs: str | No
         grid_path = os.path.join(out_dir, "grid.png")
         save_image_grid(torch.cat(rows).float(), grid_path, cols=len(columns))
         written.append(grid_path)
-    what = f"stargan G of {path}" + (f" (grid columns: {', '.join(columns)})" if grid else "")
+    what = model.description + (f" (grid columns: {', '.join(columns)})" if grid else "")
     return written, what

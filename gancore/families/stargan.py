@@ -135,9 +135,9 @@ class LabelLayout:
                 changes.append((name, target, k))
         return changes
 
-    def parse_targets(self, spec: str) -> tuple[dict[int, float], int]:
+    def parse_targets(self, spec: str, flag: str = "--attrs") -> tuple[dict[int, float], int]:
         """`--attrs "Black_Hair=1,Male=0"` (binary attributes) or `--attrs happy` (a class) -> ({column:
-        value}, set index). The names must come from one set."""
+        value}, set index). The names must come from one set; errors name `flag`."""
         picks: dict[int, float] = {}
         sets = set()
         for item in (p.strip() for p in spec.split(",")):
@@ -148,27 +148,41 @@ class LabelLayout:
             k = next((k for k, s in enumerate(self.sets) if name in s.names), None)
             if k is None:
                 known = "; ".join(f"{s.kind} set {', '.join(s.names)}" for s in self.sets)
-                raise ConfigError(f"--attrs: {name!r} is no label of this model ({known})")
+                raise ConfigError(f"{flag}: {name!r} is no label of this model ({known})")
             sets.add(k)
             s, part = self.sets[k], self.slices[k]
             column = part.start + s.names.index(name)
             if s.kind == "ce":
                 if value.strip() not in ("", "1"):
-                    raise ConfigError(f"--attrs: {name!r} is a class; name it alone (e.g. --attrs {name})")
+                    raise ConfigError(f"{flag}: {name!r} is a class; name it alone (e.g. {flag} {name})")
                 picks.update({i: 0.0 for i in range(part.start, part.stop)})
                 picks[column] = 1.0
             elif value.strip() in ("0", "1"):
                 picks[column] = float(value)
             else:
-                raise ConfigError(f"--attrs: binary attribute {name!r} needs =0 or =1, got {item!r}")
+                raise ConfigError(f"{flag}: binary attribute {name!r} needs =0 or =1, got {item!r}")
         if not picks:
-            raise ConfigError("--attrs: name at least one label, e.g. --attrs \"Black_Hair=1,Male=0\"")
+            raise ConfigError(f"{flag}: name at least one label, e.g. {flag} \"Black_Hair=1,Male=0\"")
         if len(sets) > 1:
-            raise ConfigError("--attrs: the labels must come from one label set (one dataset of the joint model)")
+            raise ConfigError(f"{flag}: the labels must come from one label set (one dataset of the joint model)")
         return picks, sets.pop()
 
     def state(self) -> list[dict]:
         return [s.as_dict() for s in self.sets]
+
+
+def translation_grid(layout: LabelLayout, g: nn.Module, images: torch.Tensor, own: torch.Tensor, *,
+                     train_mode: bool = True) -> tuple[list[str], torch.Tensor]:
+    """(column names, (N, 1 + changes, C, H, W)): each image and its translation by every single-attribute
+    change of its own labels `own` (see LabelLayout.single_changes), by a copy of G with training-mode
+    norms (or eval-mode ones: the running statistics), so that G's running statistics stay untouched."""
+    g = copy.deepcopy(g).train(train_mode)
+    columns, out = ["input"], [images]
+    for name, target, k in layout.single_changes(own.expand(images.shape[0], -1)):
+        which = torch.full((images.shape[0],), k, dtype=torch.long, device=images.device)
+        out.append(g(images, layout.generator_input(target.to(images.dtype), which)))
+        columns.append(name)
+    return columns, torch.stack(out, dim=1)
 
 
 @dataclass
@@ -306,17 +320,9 @@ class StarGAN(Family):
 
     def translations(self, nets: Mapping[str, nn.Module], images: torch.Tensor, *, train_mode: bool = True
                      ) -> tuple[list[str], torch.Tensor]:
-        """(column names, (N, 1 + changes, C, H, W)): each image and its translation by every single-attribute
-        change of D's estimate of its labels (see LabelLayout.single_changes), by a copy of G with
-        training-mode norms (or eval-mode ones: the running statistics)."""
-        g = copy.deepcopy(nets["G"]).train(train_mode)
-        own = self.layout.estimate(nets["D"](images)[1])
-        columns, out = ["input"], [images]
-        for name, target, k in self.layout.single_changes(own):
-            which = torch.full((images.shape[0],), k, dtype=torch.long, device=images.device)
-            out.append(g(images, self.layout.generator_input(target.to(images.dtype), which)))
-            columns.append(name)
-        return columns, torch.stack(out, dim=1)
+        """translation_grid of the images from D's estimate of their labels."""
+        return translation_grid(self.layout, nets["G"], images, self.layout.estimate(nets["D"](images)[1]),
+                                train_mode=train_mode)
 
     def generate(self, nets: Mapping[str, nn.Module], latents: torch.Tensor) -> torch.Tensor:
         """Rows of [input, its single-attribute translations], stacked: (N * (1 + changes), C, H, W)."""

@@ -6,7 +6,8 @@ critic phase's after_step, on every parameter as in the reference code, batch-no
 Images get the DCGAN networks with batch norm in both, as in the paper's experiments; vector data
 (the built-in 2-D ring) fully connected ones (`arch: auto` picks by data). The critic's estimate of the
 Wasserstein distance, E[D(real)] - E[D(fake)], is logged as D/wdist: the paper's learning curve.
-Not reproduced: the 100 critic iterations of the first 25 generator iterations (and every 500th).
+The reference code's schedule, 100 critic updates for each of the first 25 generator updates and for every
+500th, is an option (model.warmup_critic_steps=100); off by default, as in the paper's algorithm 1.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ class WGANConfig:
     mlp_width: int = 512  # mlp: hidden units
     mlp_depth: int = 3  # mlp: hidden layers
     n_critic: int = 5
+    # The reference code's critic boost: this many critic updates (0: off) before each of the first
+    # warmup_g_iters generator updates and before every warmup_every-th one (0: only the first ones).
+    warmup_critic_steps: int = 0
+    warmup_g_iters: int = 25
+    warmup_every: int = 500
     clip: float = 0.01  # critic weights are clipped to [-clip, clip] after each critic update
     lr_g: float = 5e-5
     lr_d: float = 5e-5
@@ -55,6 +61,8 @@ class WGANConfig:
         check_power_of_two("model.resolution", self.resolution)
         for key in ("latent_dim", "g_width", "d_width", "mlp_width", "mlp_depth", "n_critic"):
             check_positive(f"model.{key}", getattr(self, key))
+        for key in ("warmup_critic_steps", "warmup_g_iters", "warmup_every"):
+            check_positive(f"model.{key}", getattr(self, key), 0)
         if not self.clip > 0:
             raise ConfigError(f"model.clip: must be > 0, got {self.clip!r}")
 
@@ -63,6 +71,39 @@ def clip_weights(module: nn.Module, clip: float) -> None:
     """Clamp every parameter of `module` to [-clip, clip] in place (WGAN's Lipschitz constraint)."""
     for p in module.parameters():
         p.clamp_(-clip, clip)
+
+
+@dataclass(frozen=True)
+class CriticScheduledPhase(Phase):
+    """The generator phase of the reference code's schedule: generator update g (from 0) follows `boost`
+    critic updates when g < boost_first or g is a multiple of boost_every (> 0), else `every` of them.
+    Stateless in the step, so a resumed run keeps the schedule."""
+
+    boost: int = 0
+    boost_first: int = 0
+    boost_every: int = 0
+
+    def critic_steps_before(self, g: int) -> int:
+        """The critic updates before generator update g + 1, i.e. run by the end of generator update g."""
+        k, n, first = self.boost, self.every, self.boost_first
+        if g < first:
+            return k * (g + 1)
+        # Updates first..g: n critic steps each, k for the multiples of boost_every among them.
+        boosted = g // self.boost_every - (first - 1) // self.boost_every if self.boost_every else 0
+        return k * first + n * (g + 1 - first) + (k - n) * boosted
+
+    def due(self, step: int) -> bool:
+        if not self.boost:
+            return super().due(step)
+        done = step + 1  # critic updates by the end of this step (the D phase runs every step)
+        lo, hi = 0, done  # the first g whose critic_steps_before(g) >= done; each update needs >= 1 step
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.critic_steps_before(mid) >= done:
+                hi = mid
+            else:
+                lo = mid + 1
+        return self.critic_steps_before(lo) == done
 
 
 @register_family
@@ -87,9 +128,10 @@ class WGAN(Family):
         }
 
     def phases(self) -> list[Phase]:
-        clip = self.config.clip
-        return [Phase("D", "D", self.loss_d, after_step=lambda critic: clip_weights(critic, clip)),
-                Phase("G", "G", self.loss_g, every=self.config.n_critic)]
+        c = self.config
+        return [Phase("D", "D", self.loss_d, after_step=lambda critic: clip_weights(critic, c.clip)),
+                CriticScheduledPhase("G", "G", self.loss_g, every=c.n_critic, boost=c.warmup_critic_steps,
+                                     boost_first=c.warmup_g_iters, boost_every=c.warmup_every)]
 
     def loss_d(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:
         real = ctx.batch[self.spec.key]

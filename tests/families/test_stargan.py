@@ -2,6 +2,10 @@
 a classifier trained here on the built-in attribute data recognises the requested attributes in its
 translations, and the reconstruction error falls. Plus joint training and `gancore translate --attrs`."""
 
+import os
+import shutil
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -247,3 +251,133 @@ def test_bench_cases_time_whole_rounds_of_n_critic_d_steps_and_one_g_step(monkey
     step = families.make_step("stargan", TINY, 2, "fp32", "eager", torch.device("cpu"), steps=5)
     step()
     assert phases == [(0, "D"), (1, "D"), (2, "D"), (3, "D"), (4, "D"), (4, "G")]
+
+
+# --- yunjey/stargan's bare N-G.ckpt / N-D.ckpt files ---------------------------------------------------------
+def _reference_files(folder, with_d=True, c_dim=5):
+    """Random-weight G (conv_dim 8, 2 blocks) and D (16x16, conv_dim 8, 3 convs) under the reference keys,
+    saved as yunjey's solver does (torch.save of each state_dict), and three 16x16 input PNGs."""
+    from tests.models import reference_layers as ref
+    from tests.models.test_stargan_networks import discriminator_keys, discriminator_parts, generator_layers
+
+    layers, parts = generator_layers(8, c_dim, 2), discriminator_parts(16, 8, c_dim, 3)
+    sd_g = ref.random_checkpoint(ref.keys(layers, "main."), seed=3)
+    sd_d = ref.random_checkpoint(discriminator_keys(parts), seed=4)
+    (folder / "models").mkdir()
+    torch.save(sd_g, folder / "models" / "200000-G.ckpt")
+    if with_d:
+        torch.save(sd_d, folder / "models" / "200000-D.ckpt")
+    (folder / "in").mkdir()
+    images = torch.randint(0, 256, (3, 16, 16, 3), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    for i, arr in enumerate(images):
+        Image.fromarray(arr.numpy()).save(folder / "in" / f"{i}.png")
+    x = images.permute(0, 3, 1, 2).double() / 127.5 - 1
+    return str(folder / "models" / "200000-G.ckpt"), layers, parts, sd_g, sd_d, x
+
+
+def _reference_output(layers, sd_g, x, target):
+    """The reference network (its layer list, float64, training mode as yunjey's test runs it) on x."""
+    from tests.models import reference_layers as ref
+    from tests.models.test_stargan_networks import reference_g
+
+    return reference_g(layers, ref.to_double(sd_g), x, target, training=True)
+
+
+def _reference_pngs(layers, sd_g, x, target):
+    """_reference_output as the PNG's 8-bit values."""
+    return ((_reference_output(layers, sd_g, x, target).clamp(-1, 1) + 1) * 127.5).round()
+
+
+def _translated(out):
+    return torch.stack([torch.from_numpy(np.asarray(Image.open(out / f"{i}.png"), dtype=np.float64)).permute(2, 0, 1)
+                        for i in range(3)])
+
+
+def test_a_reference_g_with_its_d_beside_translates_as_the_reference_network(tmp_path, capsys):
+    from tests.models import reference_layers as ref
+    from tests.models.test_stargan_networks import reference_d
+
+    g_path, layers, parts, sd_g, sd_d, x = _reference_files(tmp_path)
+    # the input's own labels: D's estimate (logit > 0); then Black_Hair (column 0) = 1 and Male (3) = 0
+    own = (reference_d(parts, ref.to_double(sd_d), x)[1] > 0).double()
+    assert 0 < own.mean() < 1  # the estimate varies, so the unnamed labels matter
+    target = own.clone()
+    target[:, 0], target[:, 3] = 1.0, 0.0
+    expected = _reference_pngs(layers, sd_g, x, target)
+    for plain in ([], ["--plain"]):
+        out = tmp_path / f"out{len(plain)}"
+        assert main(["translate", g_path, "--input", str(tmp_path / "in"), "--out", str(out), "--attrs",
+                     "Black_Hair=1,Male=0", "--no-progress"] + plain) == 0
+        assert "input labels estimated by 200000-D.ckpt" in capsys.readouterr().out
+        diff = (_translated(out) - expected).abs()
+        assert diff.max() <= 1 and diff.mean() < 0.01, (plain, diff.max(), diff.mean())  # uint8 rounding only
+    # the networks the command loads: fused and plain G equal to float tolerance, D's estimate as the reference's
+    from gancore.translate import load_stargan
+
+    fused, plain = load_stargan(g_path), load_stargan(g_path, fused=False)
+    assert set(fused.nets) == {"G", "D"} and fused.resolution == 16 and fused.layout.d_dim == 5
+    with torch.no_grad():
+        assert torch.equal(fused.layout.estimate(fused.nets["D"](x.float())[1]), own.float())
+        a, b = fused.nets["G"](x.float(), target.float()), plain.nets["G"](x.float(), target.float())
+        exact = _reference_output(layers, sd_g, x, target)
+    err_fused = float((a.double() - exact).norm() / exact.norm())
+    err_plain = float((b.double() - exact).norm() / exact.norm())
+    assert err_fused <= 2 * err_plain + 1e-6 and float((a - b).norm() / b.norm()) < 1e-5, (err_fused, err_plain)
+
+
+def test_a_reference_g_alone_takes_the_source_labels(tmp_path, capsys):
+    g_path, layers, _, sd_g, _, x = _reference_files(tmp_path, with_d=False)
+    inputs = str(tmp_path / "in")  # no D to say the size: --size (default the reference's 128)
+    # own labels Black_Hair, Young; target Male=1 -> [1, 0, 0, 1, 1] for every image
+    assert main(["translate", g_path, "--input", inputs, "--out", str(tmp_path / "a"), "--attrs", "Male=1",
+                 "--source-attrs", "Black_Hair=1,Young=1", "--no-progress", "--grid", "--size", "16"]) == 0
+    target = torch.tensor([[1.0, 0, 0, 1, 1]], dtype=torch.float64).expand(3, -1)
+    assert (_translated(tmp_path / "a") - _reference_pngs(layers, sd_g, x, target)).abs().max() <= 1
+    with Image.open(tmp_path / "a" / "grid.png") as grid:
+        assert grid.size == (6 * 18 + 2, 3 * 18 + 2)  # input + five single changes
+    # every label named: no source labels needed; other names for the attributes
+    assert main(["translate", g_path, "--input", inputs, "--out", str(tmp_path / "b"), "--selected-attrs",
+                 "a,b,c,d,e", "--attrs", "a=0,b=1,c=0,d=0,e=1", "--no-progress", "--size", "16"]) == 0
+    target = torch.tensor([[0.0, 1, 0, 0, 1]], dtype=torch.float64).expand(3, -1)
+    assert (_translated(tmp_path / "b") - _reference_pngs(layers, sd_g, x, target)).abs().max() <= 1
+    assert "reference StarGAN G from 200000-G.ckpt" in capsys.readouterr().out
+
+
+def test_a_reference_rafd_g_translates_to_a_class(tmp_path):
+    g_path, layers, _, sd_g, _, x = _reference_files(tmp_path, with_d=False, c_dim=3)
+    assert main(["translate", g_path, "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 "--classes", "happy,sad,neutral", "--attrs", "sad", "--no-progress", "--size", "16"]) == 0
+    target = torch.tensor([[0.0, 1, 0]], dtype=torch.float64).expand(3, -1)
+    assert (_translated(tmp_path / "out") - _reference_pngs(layers, sd_g, x, target)).abs().max() <= 1
+
+
+def test_bad_reference_checkpoints_and_labels_exit_2_with_one_line(tmp_path, capsys):
+    g_path, *_ = _reference_files(tmp_path)
+    (tmp_path / "other").mkdir()  # a G of c_dim 4 beside a D of c_dim 5
+    _reference_files(tmp_path / "other", c_dim=4)
+    shutil.copy(tmp_path / "models" / "200000-D.ckpt", tmp_path / "other" / "models" / "200000-D.ckpt")
+    wrong = tmp_path / "latest_net_G.pth"
+    torch.save({"model.1.weight": torch.zeros(8, 3, 7, 7)}, wrong)
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    cases = [
+        ([str(wrong), "--attrs", "Male=1"], "is not a StarGAN generator checkpoint"),
+        ([str(tmp_path / "notes.txt"), "--attrs", "Male=1"], "cannot load"),
+        ([g_path, "--attrs", "Male=1", "--selected-attrs", "Male,Young,Smiling"], "c_dim 5"),
+        ([g_path, "--attrs", "Bald=1"], "'Bald' is no label"),
+        ([g_path, "--attrs", "Male=1", "--source-attrs", "Male=2"], "--source-attrs: binary attribute"),
+        ([g_path, "--attrs", "Male=1", "--size", "32"], "--size"),
+        ([g_path, "--attrs", "Male=1", "--selected-attrs", "Male,Male,A,B,C"], "unique"),
+        ([g_path, "--attrs", "sad", "--classes", "happy,sad"], "c_dim 5"),
+        ([str(tmp_path / "other" / "models" / "200000-G.ckpt"), "--attrs", "A=1", "--selected-attrs", "A,B,C,D"],
+         "classifies 5 labels"),
+    ]
+    for args, message in cases:
+        assert main(["translate", args[0], "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                     "--no-progress"] + args[1:]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (args, err)
+    os.remove(tmp_path / "models" / "200000-D.ckpt")  # G alone: the own labels must be given
+    assert main(["translate", g_path, "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 "--attrs", "Male=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--source-attrs" in err[0] and "-D.ckpt" in err[0], err

@@ -89,3 +89,54 @@ def test_bench_presets_build(name):
             r = family.config.resolution
             nets = family.build(DataSpec("image", (3, r, r), num_classes=4))
             assert all(sum(p.numel() for p in n.module.parameters()) for n in nets.values())
+
+
+def _critic_updates_per_generator_update(phase, steps):
+    """Critic updates before each generator update, counted over `steps` train steps (D runs every step)."""
+    counts, since = [], 0
+    for step in range(steps):
+        since += 1
+        if phase.due(step):
+            counts.append(since)
+            since = 0
+    return counts
+
+
+def test_the_reference_codes_critic_schedule_is_an_option_off_by_default():
+    family, _ = _build(DataSpec("x", (2,)))
+    g_phase = {p.name: p for p in family.phases()}["G"]
+    assert _critic_updates_per_generator_update(g_phase, 100) == [5] * 20  # off: n_critic always
+    family, _ = _build(DataSpec("x", (2,)), warmup_critic_steps=100)
+    g_phase = {p.name: p for p in family.phases()}["G"]
+    counts = _critic_updates_per_generator_update(g_phase, 2500 + 475 * 5 + 100 + 499 * 5 + 100 + 10 * 5)
+    # generator updates 0-24, 500 and 1000 get 100 critic updates, the others n_critic
+    expected = [100] * 25 + [5] * 475 + [100] + [5] * 499 + [100] + [5] * 10
+    assert counts == expected, [i for i, c in enumerate(counts) if c != 5]
+    assert g_phase.critic_steps_before(len(counts) - 1) == sum(counts)
+
+
+@pytest.mark.parametrize("first, every", [(2, 4), (0, 3)])
+def test_the_trainer_runs_the_scheduled_critic_updates(monkeypatch, first, every):
+    """Count the phases a real (tiny) run calls: boost 3 critic updates for the first `first` generator
+    updates and every `every`-th, else n_critic 2."""
+    family_cls = get_family("wgan")
+    calls = []
+    for name in ("loss_d", "loss_g"):
+        original = getattr(family_cls, name)
+        monkeypatch.setattr(family_cls, name, lambda self, ctx, f=original, n=name: calls.append(n) or f(self, ctx))
+    expected = [3 if g < first or g % every == 0 else 2 for g in range(7)]
+    trainer = Trainer(build_config("wgan", data="ring", overrides=[
+        "model.mlp_width=8", "model.mlp_depth=1", "model.latent_dim=2", "model.n_critic=2",
+        "model.warmup_critic_steps=3", f"model.warmup_g_iters={first}", f"model.warmup_every={every}",
+        "train.batch_size=4", f"train.steps={sum(expected)}", "data.size=16", "log.progress=false",
+        "log.tensorboard=false"]))
+    trainer.fit()
+    runs = "".join("D" if c == "loss_d" else "G" for c in calls).split("G")
+    assert [len(r) for r in runs[:-1]] == expected and runs[-1] == "", runs
+
+
+def test_bad_schedule_settings_are_named():
+    with pytest.raises(ConfigError, match="model.warmup_critic_steps"):
+        get_family("wgan").Config(warmup_critic_steps=-1)
+    with pytest.raises(ConfigError, match="model.warmup_every"):
+        get_family("wgan").Config(warmup_every=-5)

@@ -5,17 +5,27 @@ A case runs every BN + LeakyReLU(0.2) layer of one network on its own activation
 forward+backward (gradients of x, weight and bias). torch.compile gets one compiled function per
 case, compiled with fullgraph=True after a dynamo reset, and the suite fails if dynamo ran any frame
 uncompiled (no silent eager fallback under the torch.compile label).
+
+End to end: one whole DCGAN train step (the D phase, then the G phase, both with Adam) through gancore's
+Trainer, built by the families suite's make_step, at the paper's size (64x64, widths 64/64, batch 64;
+quick: 32x32, widths 16, batch 8), fp32, training mode. Contenders: the fused networks (model.fused=true,
+batch_norm_act), the same networks in plain torch.nn (eager), and those under torch.compile
+(train.compile); the compile row fails unless dynamo captured graphs with no graph break and never fell
+back at the recompile limit. The contenders' steps are timed interleaved (ABBA), one step per sample.
 Run on a shared machine, the numbers are only comparable as ratios within one run.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
-from gancore.bench.timing import BenchContext
+from gancore.bench.suites.families import make_step
+from gancore.bench.timing import BenchContext, measure
+from gancore.families import get_family
 from gancore.nn import BatchNormAct2d
 from gancore.ops import record_backends
 
@@ -31,6 +41,10 @@ NETWORKS = {
     "pix2pix-D 256x256 b1": [(1, 128, 64, 64), (1, 256, 32, 32), (1, 512, 31, 31)],
 }
 QUICK = ("dcgan-D 64x64 b64",)
+#: The end-to-end step: the dcgan family's own bench presets (full: the paper's 64x64 and widths 64/64) at
+#: the paper's batch 64, quick at batch 8.
+E2E_BATCH = {"full": 64, "quick": 8}
+E2E_CONTENDERS = ("eager", "gancore", "torch.compile")  # as the families suite names them (CONTENDERS)
 
 
 def _eager_layers(shapes, device) -> list[nn.Module]:
@@ -49,12 +63,13 @@ def _network(layers: list[nn.Module]) -> Callable:
 
 
 def count(ctx: BenchContext) -> int:
-    return len(QUICK if ctx.quick else NETWORKS) * 3 * 2
+    return len(QUICK if ctx.quick else NETWORKS) * 3 * 2 + len(E2E_CONTENDERS)
 
 
 def run(ctx: BenchContext) -> Iterator[dict]:
     for name in QUICK if ctx.quick else NETWORKS:
         yield from _case(ctx, name, NETWORKS[name])
+    yield from train_step_case(ctx)
 
 
 def _compiled(layers: list[nn.Module]) -> Callable:
@@ -101,3 +116,51 @@ def _case(ctx: BenchContext, name: str, shapes) -> Iterator[dict]:
         extra = {"note": note} if contender == "gancore" else {}
         yield {"case": f"{name} fwd", "contender": contender, "bytes": 2 * nbytes, **extra, **fwd}
         yield {"case": f"{name} fwd+bwd", "contender": contender, "bytes": 5 * nbytes, **extra, **both}
+
+
+def _check_trainer_compiled(label: str, networks: int) -> None:
+    """The trainer compiles each network's forward without fullgraph, so dynamo may break a graph and run
+    the rest eagerly: fail on any graph break, and on fewer graphs than compiled networks. (The recompile
+    limit raises during the timed steps: fail_on_recompile_limit_hit.)"""
+    from torch._dynamo.utils import counters
+
+    graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
+    if breaks or graphs < networks:
+        raise RuntimeError(f"batch_norm suite, {label}: torch.compile captured {graphs} graph(s) for {networks} "
+                           f"network(s), with {breaks} graph break(s); it ran eager code")
+
+
+def train_step_case(ctx: BenchContext, contenders: tuple[str, ...] = E2E_CONTENDERS) -> Iterator[dict]:
+    """One DCGAN train step (D phase + G phase, Adam), fused vs eager vs compiled eager, timed interleaved."""
+    from torch._dynamo.utils import counters
+
+    preset = "quick" if ctx.quick else "full"
+    case = get_family("dcgan").bench_cases[preset]
+    batch = E2E_BATCH[preset]
+    label = f"dcgan train step {case.label} b{batch}"
+    steps = {}
+    for name in contenders:
+        if name == "torch.compile":
+            torch._dynamo.reset()
+            counters.clear()
+        steps[name] = make_step("dcgan", case.overrides, batch, "fp32", name, ctx.device)
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    fused_ops: dict[str, set[str]] = {}
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        for name in contenders:  # warm-up (the compile contender compiles here)
+            with record_backends() as ran:
+                for _ in range(max(1, ctx.warmup)):
+                    steps[name]()
+            fused_ops[name] = {f"{op} ({backend})" for op, backend in ran}
+        # Whole steps take seconds: one step per sample, the order rotating from round to round.
+        for k in range(ctx.repeats):
+            for name in contenders[k % len(contenders):] + contenders[:k % len(contenders)]:
+                samples[name].append(measure(steps[name], device=ctx.device, repeats=1, warmup=0)["ms"])
+    if "torch.compile" in steps:
+        _check_trainer_compiled(label, len(steps["torch.compile"].__self__.nets))
+    for name in contenders:
+        times = sorted(samples[name])
+        ms = statistics.median(times)
+        yield {"case": label, "contender": name, "ms": ms, "ms_p10": times[round(0.1 * (len(times) - 1))],
+               "ms_p90": times[round(0.9 * (len(times) - 1))], "samples": len(times),
+               "images_per_s": 1e3 * batch / ms, "note": "fused ops: " + (", ".join(sorted(fused_ops[name])) or "none")}

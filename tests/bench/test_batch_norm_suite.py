@@ -1,0 +1,53 @@
+"""The batch_norm suite's end-to-end case: whole DCGAN train steps, fused against eager (quick preset, once)."""
+
+import pytest
+import torch
+
+from gancore.bench.suites import batch_norm
+from gancore.bench.timing import BenchContext
+
+
+def test_the_dcgan_train_step_case_times_fused_and_eager_steps(monkeypatch):
+    trainers = {}
+
+    def recording_make_step(family, overrides, batch, precision, contender, device):
+        step = make_step(family, overrides, batch, precision, contender, device)
+        trainers[contender] = step.__self__
+        return step
+
+    make_step = batch_norm.make_step
+    monkeypatch.setattr(batch_norm, "make_step", recording_make_step)
+    ctx = BenchContext(torch.device("cpu"), quick=True, repeats=1, warmup=1)
+    rows = list(batch_norm.train_step_case(ctx, contenders=("eager", "gancore")))
+    assert [(r["case"], r["contender"]) for r in rows] == [("dcgan train step 32x32 b8", "eager"),
+                                                           ("dcgan train step 32x32 b8", "gancore")]
+    for row in rows:
+        assert row["ms"] > 0 and row["samples"] == 1 and row["images_per_s"] == pytest.approx(8e3 / row["ms"])
+    assert rows[0]["note"] == "fused ops: none" and rows[1]["note"] == "fused ops: batch_norm_act (cpu)"
+    for contender, trainer in trainers.items():  # a whole step: both phases, Adam, training mode, 32x32
+        assert trainer.config["model"]["fused"] == (contender == "gancore")
+        assert {"D/loss", "G/loss"} <= set(trainer._running), sorted(trainer._running)
+        assert all(isinstance(o, torch.optim.Adam) for o in trainer.optimizers.values())
+        assert all(net.training for net in trainer.nets.values())
+        assert trainer.config["train"]["batch_size"] == 8 and trainer.family.config.resolution == 32
+
+
+def test_the_compile_check_fails_on_a_graph_break():
+    from torch._dynamo.utils import counters
+
+    def broken(x):
+        x = x + 1
+        torch._dynamo.graph_break()
+        return x * 2
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.compile(broken, backend="eager")(torch.randn(4))
+    with pytest.raises(RuntimeError, match="graph break"):
+        batch_norm._check_trainer_compiled("test", 1)
+    torch._dynamo.reset()
+    counters.clear()
+    torch.compile(lambda x: x * 2, backend="eager")(torch.randn(4))
+    batch_norm._check_trainer_compiled("test", 1)
+    with pytest.raises(RuntimeError, match="1 graph"):
+        batch_norm._check_trainer_compiled("test", 2)  # two networks, one graph: one ran eagerly
