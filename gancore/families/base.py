@@ -147,6 +147,10 @@ class Phase:
     def due(self, step: int) -> bool:
         return (step + 1) % self.every == 0
 
+    def schedule(self) -> str:
+        """When the phase runs, in words (the trainer's dry-run plan)."""
+        return "every step" if self.every == 1 else f"every {self.every} steps"
+
 
 class Family:
     """Base class of GAN families. Subclasses set `name`, `summary`, `Config` and the methods below."""

@@ -105,6 +105,13 @@ class CriticScheduledPhase(Phase):
                 lo = mid + 1
         return self.critic_steps_before(lo) == done
 
+    def schedule(self) -> str:
+        if not self.boost:
+            return super().schedule()
+        later = f" and every {self.boost_every}th" if self.boost_every else ""
+        return (f"after {self.boost} critic steps for the first {self.boost_first}{later} update, "
+                f"else every {self.every} steps")
+
 
 @register_family
 class WGAN(Family):

@@ -618,8 +618,7 @@ class Trainer:
                          + _describe_optimizer(spec)
                          + "".join(f", {e}" for e in extras if e))
         for phase in self.phases:
-            when = "every step" if phase.every == 1 else f"every {phase.every} steps"
-            lines.append(f"phase      {phase.name}: optimises {phase.network}, {when}")
+            lines.append(f"phase      {phase.name}: optimises {phase.network}, {phase.schedule()}")
         lines += [
             f"steps      {self.step} -> {tc.steps}, global batch {tc.batch_size} = {self.dist.world_size} "
             f"process(es) x {self.per_process_batch // tc.accumulate} x {tc.accumulate} accumulation "

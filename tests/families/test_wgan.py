@@ -113,6 +113,9 @@ def test_the_reference_codes_critic_schedule_is_an_option_off_by_default():
     expected = [100] * 25 + [5] * 475 + [100] + [5] * 499 + [100] + [5] * 10
     assert counts == expected, [i for i, c in enumerate(counts) if c != 5]
     assert g_phase.critic_steps_before(len(counts) - 1) == sum(counts)
+    # the dry-run plan says so
+    assert g_phase.schedule() == ("after 100 critic steps for the first 25 and every 500th update, "
+                                  "else every 5 steps")
 
 
 @pytest.mark.parametrize("first, every", [(2, 4), (0, 3)])
