@@ -1,6 +1,7 @@
 """The 'families' bench suite runs whole steps of each contender and reports their breakdown."""
 
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -37,3 +38,34 @@ def test_suite_times_eager_and_fused_steps(fp32_only):
         assert 95 <= sum(shares.values()) <= 105 and shares["conv"] > 0 and shares["optimiser"] > 0
     assert families.contenders_of("cyclegan", families.CONTENDERS) == list(families.CONTENDERS)
     assert families.contenders_of("gan", families.CONTENDERS) == ["eager", "torch.compile"]  # no fused option
+
+
+def _fake_step(*double_backward: bool):
+    def step() -> None:
+        pass
+
+    step.trainer = SimpleNamespace(specs={f"N{i}": SimpleNamespace(double_backward=d)
+                                          for i, d in enumerate(double_backward)})
+    return step
+
+
+def test_the_compile_check_fails_on_a_graph_break_or_a_network_left_eager():
+    from torch._dynamo.utils import counters
+
+    def broken(x):
+        x = x + 1
+        torch._dynamo.graph_break()
+        return x * 2
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.compile(broken, backend="eager")(torch.randn(4))
+    with pytest.raises(RuntimeError, match="graph break"):
+        families.check_compiled("test", _fake_step(False))
+    torch._dynamo.reset()
+    counters.clear()
+    torch.compile(lambda x: x * 2, backend="eager")(torch.randn(4))
+    families.check_compiled("test", _fake_step(False))
+    families.check_compiled("test", _fake_step(False, True))  # a double-backward network is not compiled
+    with pytest.raises(RuntimeError, match="1 graph"):
+        families.check_compiled("test", _fake_step(False, False))  # two networks, one graph: one ran eagerly

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from gancore.bench.suites.families import make_step
+from gancore.bench.suites.families import check_compiled, make_step
 from gancore.bench.timing import BenchContext, measure
 from gancore.families import get_family
 from gancore.nn import BatchNormAct2d
@@ -118,18 +118,6 @@ def _case(ctx: BenchContext, name: str, shapes) -> Iterator[dict]:
         yield {"case": f"{name} fwd+bwd", "contender": contender, "bytes": 5 * nbytes, **extra, **both}
 
 
-def _check_trainer_compiled(label: str, networks: int) -> None:
-    """The trainer compiles each network's forward without fullgraph, so dynamo may break a graph and run
-    the rest eagerly: fail on any graph break, and on fewer graphs than compiled networks. (The recompile
-    limit raises during the timed steps: fail_on_recompile_limit_hit.)"""
-    from torch._dynamo.utils import counters
-
-    graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
-    if breaks or graphs < networks:
-        raise RuntimeError(f"batch_norm suite, {label}: torch.compile captured {graphs} graph(s) for {networks} "
-                           f"network(s), with {breaks} graph break(s); it ran eager code")
-
-
 def train_step_case(ctx: BenchContext, contenders: tuple[str, ...] = E2E_CONTENDERS) -> Iterator[dict]:
     """One DCGAN train step (D phase + G phase, Adam), fused vs eager vs compiled eager, timed interleaved."""
     from torch._dynamo.utils import counters
@@ -157,7 +145,7 @@ def train_step_case(ctx: BenchContext, contenders: tuple[str, ...] = E2E_CONTEND
             for name in contenders[k % len(contenders):] + contenders[:k % len(contenders)]:
                 samples[name].append(measure(steps[name], device=ctx.device, repeats=1, warmup=0)["ms"])
     if "torch.compile" in steps:
-        _check_trainer_compiled(label, len(steps["torch.compile"].__self__.nets))
+        check_compiled(f"batch_norm suite, {label}", steps["torch.compile"])
     for name in contenders:
         times = sorted(samples[name])
         ms = statistics.median(times)

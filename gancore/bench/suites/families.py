@@ -24,6 +24,7 @@ import statistics
 from collections.abc import Callable, Iterable
 
 import torch
+from torch._dynamo.utils import counters
 
 from gancore.bench.timing import BenchContext, measure
 from gancore.data import build_dataset
@@ -90,14 +91,29 @@ def make_step(family: str, overrides: list[str] | tuple[str, ...], batch: int, p
     hints = family_cls(build_dataclass(family_cls.Config, config["model"], "model")).data_hints()
     dataset = _Drawn(build_dataset(config["data"], hints), max(8, 2 * batch))
     trainer = Trainer(config, dataset=dataset)
-    if steps == 1:
-        return trainer.train_step
 
     def round_of_steps() -> None:
         for _ in range(steps):
             trainer.train_step()
 
+    round_of_steps.trainer = trainer  # type: ignore[attr-defined]  # for check_compiled
     return round_of_steps
+
+
+def check_compiled(label: str, step: Callable[[], None]) -> None:
+    """Raise unless dynamo compiled every network the step's trainer compiles, with no graph break.
+
+    The trainer compiles each network's forward without fullgraph, so dynamo may break a graph and run
+    the rest eagerly under the torch.compile label. Call after the step ran, with dynamo's counters
+    cleared (torch._dynamo.reset(); counters.clear()) before the step was built."""
+    from torch._dynamo.utils import counters
+
+    trainer = step.trainer  # type: ignore[attr-defined]
+    networks = sum(1 for spec in trainer.specs.values() if not spec.double_backward)
+    graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
+    if breaks or graphs < networks:
+        raise RuntimeError(f"{label}: torch.compile captured {graphs} graph(s) for {networks} network(s), with "
+                           f"{breaks} graph break(s); it ran eager code")
 
 
 #: Profiler operator names -> group (first match wins); the optimiser is its step's whole time.
@@ -166,9 +182,14 @@ def run(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS),
         steps, failed = {}, {}
         for name in contenders_of(family, contenders):
             try:
+                if name == "torch.compile":
+                    torch._dynamo.reset()
+                    counters.clear()
                 steps[name] = make_step(family, overrides, batch, precision, name, ctx.device, train_steps)
                 for _ in range(max(1, ctx.warmup)):
                     steps[name]()
+                if name == "torch.compile":
+                    check_compiled(case, steps[name])
             except Exception as err:  # torch.compile may not handle every op; report it, time the rest
                 if name != "torch.compile":
                     raise

@@ -56,7 +56,7 @@ def measure_step(width: int, height: int, contender: str, overrides: Iterable[st
     layout, precision, extra = CONTENDERS[contender]
     sets = [*overrides, *extra, f"data.width={width}", f"data.height={height}", "data.size=2"]
     step = make_step("pix2pixhd", sets, 1, precision, layout, device)
-    trainer = step.__self__
+    trainer = step.trainer  # type: ignore[attr-defined]
     step()  # Adam's state is allocated in the first step
     resident = resident_mb(trainer)
     started = time.perf_counter()
