@@ -105,6 +105,12 @@ class BatchNormAct2d(_BatchNormAct):
             raise ValueError(f"BatchNormAct2d expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
 
 
+class BatchNormAct3d(_BatchNormAct):
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() != 5:
+            raise ValueError(f"BatchNormAct3d expects a 5-D input (N, C, D, H, W), got shape {tuple(x.shape)}")
+
+
 class RunningInstanceNormAct2d(_ActMixin, _InstanceNorm):
     """nn.InstanceNorm2d(track_running_stats=True) + activation; state_dict as nn.InstanceNorm2d's."""
 
@@ -188,14 +194,15 @@ def _copy_into(fused: nn.Module, norm: nn.Module) -> nn.Module:
 
 
 def batch_norm_fusion(norm: nn.Module, act: nn.Module | None) -> nn.Module | str:
-    """nn.BatchNorm1d/2d (+ ReLU / LeakyReLU / PReLU) -> BatchNormAct1d/2d, or why not.
+    """nn.BatchNorm1d/2d/3d (+ ReLU / LeakyReLU / PReLU) -> BatchNormAct1d/2d/3d, or why not.
 
     With a PReLU, the activation's slot should become `fused.activation_slot` (a PReLUWeight keeping
     the PReLU's key and Parameter) instead of nn.Identity.
     """
-    cls = {nn.BatchNorm1d: BatchNormAct1d, nn.BatchNorm2d: BatchNormAct2d}.get(type(norm))
+    classes = {nn.BatchNorm1d: BatchNormAct1d, nn.BatchNorm2d: BatchNormAct2d, nn.BatchNorm3d: BatchNormAct3d}
+    cls = classes.get(type(norm))
     if cls is None:
-        return f"{type(norm).__name__} is not BatchNorm1d/2d"
+        return f"{type(norm).__name__} is not BatchNorm1d/2d/3d"
     args = _activation_args(act)
     if isinstance(args, str):
         return args

@@ -53,6 +53,7 @@ FUSERS: dict[type[nn.Module], Factory] = {
     nn.InstanceNorm3d: fused_instance_norm,
     nn.BatchNorm1d: batch_norm_fusion,
     nn.BatchNorm2d: batch_norm_fusion,
+    nn.BatchNorm3d: batch_norm_fusion,
 }
 
 

@@ -1,4 +1,4 @@
-"""BatchNormAct1d/2d and RunningInstanceNormAct2d against the torch.nn modules they replace (state_dict,
+"""BatchNormAct1d/2d/3d and RunningInstanceNormAct2d against the torch.nn modules they replace (state_dict,
 outputs, gradients, running buffers, train and eval), and the fuse() factories."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from gancore import _ext
-from gancore.nn import BatchNormAct1d, BatchNormAct2d, RunningInstanceNormAct2d
+from gancore.nn import BatchNormAct1d, BatchNormAct2d, BatchNormAct3d, RunningInstanceNormAct2d, fuse
 from gancore.nn.batch_norm import PReLUWeight, batch_norm_fusion, running_instance_norm_fusion
 from gancore.ops import record_backends
 
@@ -83,6 +83,25 @@ def test_batch_norm_act1d_matches_batch_norm1d(shape, track):
         torch.testing.assert_close(o1, o2, atol=1e-12, rtol=1e-12)
         torch.testing.assert_close(g1, g2, atol=1e-11, rtol=1e-11)
     _assert_same_state(fused, eager)
+
+
+def test_fuse_rewrites_a_3d_block_with_its_keys_and_results():
+    """Conv3d -> BatchNorm3d -> ReLU (video and volumetric GANs): fused by fuse(), float64 exact, keys kept."""
+    eager = _randomise(nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(),
+                                     nn.Conv3d(4, 1, 1)).double())
+    fused = fuse(copy.deepcopy(eager))
+    assert isinstance(fused[1], BatchNormAct3d) and isinstance(fused[2], nn.Identity)
+    assert list(fused.state_dict()) == list(eager.state_dict())
+    inputs = [torch.randn(3, 2, 4, 5, 3, dtype=torch.float64) + i for i in range(3)]
+    with record_backends() as ran:
+        got = _run_steps(fused, inputs, 2)
+    assert {backend for op, backend in ran if op == "batch_norm_act"} == {"cpu"}
+    for (o1, g1), (o2, g2) in zip(got, _run_steps(eager, inputs, 2)):
+        torch.testing.assert_close(o1, o2, atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(g1, g2, atol=1e-11, rtol=1e-11)
+    _assert_same_state(fused, eager)
+    with pytest.raises(ValueError, match="expects a 5-D input"):
+        fused[1](torch.randn(2, 4, 3, 3))
 
 
 def test_batch_norm_act_float32_is_no_further_from_float64_than_eager():
