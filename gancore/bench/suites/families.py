@@ -163,11 +163,11 @@ def _peak_mb(step: Callable[[], None], device: torch.device) -> float:
     return tensor_memory_mb(step)[0]
 
 
-def _cases(ctx: BenchContext, selected: dict[str, BenchCase] | None = None
+def _cases(ctx: BenchContext, selected: dict[str, BenchCase] | None = None, precisions: Iterable[str] | None = None
            ) -> list[tuple[str, str, tuple[str, ...], int, str, int]]:
     cases = presets(ctx.quick) if selected is None else selected
     return [(family, case.label, case.overrides, batch, precision, case.steps) for family, case in cases.items()
-            for batch in case.batches for precision in PRECISIONS]
+            for batch in case.batches for precision in (precisions or PRECISIONS)]
 
 
 def count(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS)) -> int:
@@ -176,8 +176,8 @@ def count(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS)) -> i
 
 
 def run(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS),
-        selected: dict[str, BenchCase] | None = None) -> Iterable[dict]:
-    for family, label, overrides, batch, precision, train_steps in _cases(ctx, selected):
+        selected: dict[str, BenchCase] | None = None, precisions: Iterable[str] | None = None) -> Iterable[dict]:
+    for family, label, overrides, batch, precision, train_steps in _cases(ctx, selected, precisions):
         case = f"{family} {label} b{batch} {precision}" + (f" ({train_steps} steps)" if train_steps > 1 else "")
         steps, failed = {}, {}
         for name in contenders_of(family, contenders):
@@ -218,20 +218,22 @@ def main(argv: list[str] | None = None) -> None:
     full = presets(quick=False)
     parser.add_argument("--family", choices=sorted(full), action="append", help="family to run (default: all)")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                        help="extra config overrides, e.g. data.resolution=128 or model.ngf=32")
+                        help="extra config overrides, e.g. data.resolution=128 (names the case) or model.ngf=32")
     parser.add_argument("--batch", type=int, action="append", help="batch size (default: the presets')")
     parser.add_argument("--contender", choices=sorted(CONTENDERS), action="append", help="default: all")
+    parser.add_argument("--precision", choices=PRECISIONS, action="append",
+                        help="default: all (bf16 is emulated, slowly, on CPUs without AVX-512 bf16 or AMX)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per contender")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     args = parser.parse_args(argv)
-    resolutions = [o.split("=", 1)[1] for o in args.overrides if o.startswith("data.resolution=")]
+    resolutions = [o.split("=", 1)[1] for o in args.overrides if o.split("=", 1)[0].endswith(".resolution")]
     selected = {family: BenchCase(f"{resolutions[-1]}x{resolutions[-1]}" if resolutions else case.label,
                                   case.overrides + tuple(args.overrides),
                                   tuple(args.batch or case.batches), case.steps)
                 for family, case in full.items() if not args.family or family in args.family}
     ctx = BenchContext(torch.device(args.device), repeats=args.repeats, warmup=1)
     rows = []
-    for row in run(ctx, args.contender or CONTENDERS, selected):
+    for row in run(ctx, args.contender or CONTENDERS, selected, args.precision):
         rows.append(row)
         ms = f"{row['ms']:.1f}" if row["ms"] is not None else "-"
         print(f"{row['case']:32s} {row['contender']:14s} {ms:>9s} ms  peak {row.get('peak_mb') or 0:8.0f} MB  "
