@@ -400,6 +400,8 @@ class Pix2PixHD(Family):
             with torch.no_grad():
                 pred_real = d([label, real])
             out["feat"] = feature_matching_loss(pred_fake, pred_real, c.n_layers_D) * c.lambda_feat
+            del pred_real  # the losses keep what their backward needs; the lists need not outlive the VGG pass
+        del pred_fake
         if self.vgg is not None and c.lambda_vgg:
             self.vgg.to(real.device)
             out["vgg"] = self.vgg(fake, real) * c.lambda_vgg
