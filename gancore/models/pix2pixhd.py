@@ -15,8 +15,9 @@ checkpoint_activations=True (every constructor) recomputes activations in the ba
 keeping them: each stage of a generator (c7s1 front, each downsampling, each residual block, each
 upsampling, the c7s1 output) and each scale of the discriminator is one torch.utils.checkpoint segment,
 so that only the stage boundaries stay alive between forward and backward. The discriminator takes its
-input as a list of parts and concatenates them inside each scale's segment: the full-width input (labels +
-image) is then never kept. Same outputs and gradients, same keys.
+input as a list of parts (labels, image), which under checkpointing it never concatenates: neither the
+full-width input nor its gradient exists. Same keys; same outputs and gradients up to rounding (float64:
+1e-16, from D's first convolution summed per part).
 """
 
 from __future__ import annotations
@@ -120,9 +121,7 @@ class GlobalGenerator(nn.Module):
         blocks = lambda dim: [ResnetBlock(dim, norm) for _ in range(n_blocks)]
         stages = _down_up_stages(input_nc, ngf, n_downsampling, norm_layer, blocks) + [_output_layers(ngf, output_nc)]
         self.model = nn.Sequential(*[m for stage in stages for m in stage])
-        #: Where each stage of `model` starts (checkpoint segments); the global part of a LocalEnhancer drops the
-        #: output stage.
-        self.stage_starts = _stage_starts(stages)
+        self.stage_starts = _stage_starts(stages)  # the checkpoint segments of `model`
         if fused:
             _fuse(self)
         self.checkpoint_activations = checkpoint_activations  # set after fuse, which traces forward
