@@ -26,6 +26,7 @@ import functools
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
@@ -352,7 +353,8 @@ def _conv_of_parts(conv: nn.Conv2d, parts: Sequence[torch.Tensor]) -> torch.Tens
                          f"{sum(widths)}; the discriminator takes {conv.in_channels}")
     out, start = None, 0
     for part, width in zip(parts, widths):
-        term = conv._conv_forward(part, conv.weight[:, start:start + width], conv.bias if out is None else None)
+        term = F.conv2d(part, conv.weight[:, start:start + width], conv.bias if out is None else None, conv.stride,
+                        conv.padding)  # D's convs: zero padding, no dilation, no groups
         out = term if out is None else out + term
         start += width
     return out
