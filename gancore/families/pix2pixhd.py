@@ -13,8 +13,9 @@ linearly to 0 over n_epochs_decay, as NVIDIA/pix2pixHD's update_learning_rate.
 Phases in the reference order: G first, then D on the fakes G just made (one G forward per step).
 Coarse to fine: train netG=global, then netG=local with load_pretrain=<the global run>; for the first
 niter_fix_global epochs the global part receives zero gradients (its weights stay bit-identical, and Adam
-keeps no momentum for them), then all train jointly. checkpoint_activations recomputes the residual blocks
-in the backward pass instead of storing their activations (torch.utils.checkpoint over the fused blocks).
+keeps no momentum for them), then all train jointly. checkpoint_activations recomputes every stage of G
+(and E) and every scale of D in the backward pass instead of storing their activations
+(torch.utils.checkpoint over the fused stages; gancore.models.pix2pixhd).
 
 At test time, feature models pick each instance's feature from k-means clusters of the encoded training
 features of its class (cluster_features / sample_features), as the paper's interactive editing does.
@@ -28,7 +29,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint
 from torch import nn
 
 from gancore.families import register_family
@@ -50,7 +50,6 @@ from gancore.models.pix2pixhd import (
     GlobalGenerator,
     LocalEnhancer,
     MultiscaleDiscriminator,
-    ResnetBlock,
 )
 
 GAN_MODES = ("lsgan", "vanilla")
@@ -81,34 +80,6 @@ def edge_map(inst: torch.Tensor) -> torch.Tensor:
 def instance_class(instance: int) -> int:
     """Cityscapes' convention: an instance id >= 1000 is class * 1000 + k, a smaller one is the class itself."""
     return instance // 1000 if instance >= 1000 else instance
-
-
-# -- activation checkpointing -------------------------------------------------------------------------------
-
-_RECOMPUTED: dict[type, type] = {}
-
-
-def _recomputed_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    block_forward = type(self).__mro__[1].forward  # the (fused) block's own forward
-    if not torch.is_grad_enabled():
-        return block_forward(self, x)
-    return torch.utils.checkpoint.checkpoint(block_forward, self, x, use_reentrant=False)
-
-
-def checkpoint_residual_blocks(module: nn.Module) -> int:
-    """Make every ResnetBlock in `module` recompute its activations in the backward pass (keys unchanged:
-    each block's class becomes a subclass whose forward runs the block under torch.utils.checkpoint).
-    Returns the number of blocks."""
-    count = 0
-    for m in module.modules():
-        if isinstance(m, ResnetBlock):
-            cls = type(m)
-            if cls not in _RECOMPUTED.values():
-                if cls not in _RECOMPUTED:
-                    _RECOMPUTED[cls] = type(f"Recomputed{cls.__name__}", (cls,), {"forward": _recomputed_forward})
-                m.__class__ = _RECOMPUTED[cls]
-            count += 1
-    return count
 
 
 # -- instance features: the encoder, clusters ---------------------------------------------------------------
@@ -237,7 +208,7 @@ class Pix2PixHDConfig:
     n_epochs_decay: int = 100  # niter_decay: epochs of linear decay to 0
     niter_fix_global: int = 0  # netG=local: epochs with the global part frozen
     load_pretrain: str = ""  # a run folder or checkpoint (or a reference latest_net_G.pth) to start G from
-    checkpoint_activations: bool = False  # recompute the residual blocks in backward (less memory)
+    checkpoint_activations: bool = False  # recompute G's stages and D's scales in backward (less memory)
     fused: bool = True  # gancore's fused ops; false builds the same networks from plain torch.nn
 
     def __post_init__(self) -> None:
@@ -271,9 +242,10 @@ class Pix2PixHDConfig:
 def build_generator(c: Pix2PixHDConfig, input_nc: int) -> nn.Module:
     if c.netG == "global":
         return GlobalGenerator(input_nc, c.output_nc, c.ngf, c.n_downsample_global, c.n_blocks_global, c.norm,
-                               fused=c.fused)
+                               fused=c.fused, checkpoint_activations=c.checkpoint_activations)
     return LocalEnhancer(input_nc, c.output_nc, c.ngf, c.n_downsample_global, c.n_blocks_global,
-                         c.n_local_enhancers, c.n_blocks_local, c.norm, fused=c.fused)
+                         c.n_local_enhancers, c.n_blocks_local, c.norm, fused=c.fused,
+                         checkpoint_activations=c.checkpoint_activations)
 
 
 def _plain_generator(g: nn.Module) -> nn.Module:
@@ -357,11 +329,11 @@ class Pix2PixHD(Family):
         if c.niter_fix_global:
             for p in g.model.parameters():
                 p.register_hook(self._mask_global_gradient)
-        if c.checkpoint_activations:
-            checkpoint_residual_blocks(g)
         if c.use_features:
-            g = EncodedGenerator(g, Encoder(c.output_nc, c.feat_num, c.nef, c.n_downsample_E, c.norm, fused=c.fused))
-        d = MultiscaleDiscriminator(d_in, c.ndf, c.n_layers_D, c.num_D, c.feat_loss, c.norm, fused=c.fused)
+            g = EncodedGenerator(g, Encoder(c.output_nc, c.feat_num, c.nef, c.n_downsample_E, c.norm, fused=c.fused,
+                                            checkpoint_activations=c.checkpoint_activations))
+        d = MultiscaleDiscriminator(d_in, c.ndf, c.n_layers_D, c.num_D, c.feat_loss, c.norm, fused=c.fused,
+                                    checkpoint_activations=c.checkpoint_activations)
         if c.vgg_weights:
             self.vgg = VGGLoss(c.vgg_weights)
         betas = (c.beta1, 0.999)
@@ -410,7 +382,7 @@ class Pix2PixHD(Family):
         """The reference GANLoss over scales: the sum of each scale's mean loss of its logits."""
         total = 0.0
         for scale in outputs:
-            logits = scale[-1].float()
+            logits = scale[-1].to(torch.promote_types(scale[-1].dtype, torch.float32))  # bf16 -> fp32
             target = torch.full_like(logits, float(real))
             total = total + (F.mse_loss(logits, target) if self.config.gan_mode == "lsgan"
                              else F.binary_cross_entropy_with_logits(logits, target))
@@ -422,12 +394,14 @@ class Pix2PixHD(Family):
         label = self.encode_label(ctx.batch)
         fake = self._generate_fake(ctx.nets["G"], label, ctx.batch)
         d = ctx.nets["D"]
-        pred_fake = d(torch.cat([label, fake.to(label.dtype)], 1))
+        pred_fake = d([label, fake.to(label.dtype)])  # D concatenates (inside its checkpoint segments)
         out = {"gan": self._gan_loss(pred_fake, True)}
         if c.feat_loss and c.lambda_feat:
             with torch.no_grad():
-                pred_real = d(torch.cat([label, real], 1))
+                pred_real = d([label, real])
             out["feat"] = feature_matching_loss(pred_fake, pred_real, c.n_layers_D) * c.lambda_feat
+            del pred_real  # the losses keep what their backward needs; the lists need not outlive the VGG pass
+        del pred_fake
         if self.vgg is not None and c.lambda_vgg:
             self.vgg.to(real.device)
             out["vgg"] = self.vgg(fake, real) * c.lambda_vgg
@@ -441,8 +415,8 @@ class Pix2PixHD(Family):
             raise RuntimeError("pix2pixhd: the D phase runs on the fakes of the G phase, which has not run")
         label, fake = self._fakes.pop(0)
         d = ctx.nets["D"]
-        loss_fake = self._gan_loss(d(torch.cat([label, fake.to(label.dtype)], 1)), False)
-        loss_real = self._gan_loss(d(torch.cat([label, ctx.batch["image"]], 1)), True)
+        loss_fake = self._gan_loss(d([label, fake.to(label.dtype)]), False)
+        loss_real = self._gan_loss(d([label, ctx.batch["image"]]), True)
         return {"loss": 0.5 * (loss_fake + loss_real), "real": loss_real.detach(), "fake": loss_fake.detach()}
 
     # -- samples ----------------------------------------------------------------------------------------------
