@@ -3,7 +3,7 @@
 - RingOfGaussians: the 2-D mixture of WGAN-GP's toy experiments (modes on a circle).
 - Shapes: procedurally drawn circles, squares, triangles and crosses with their class label and
   edge map; ShapeEdges serves them as aligned pairs (edges -> image) for paired translation.
-  `style="simple"` draws them upright, larger, in fully saturated colours on black: the variant
+  `style="simple"` draws them white on black, upright, larger and near the centre: the variant
   that DCGAN's few-minute demo learns to draw with clean outlines.
 - ColorDomains: the same kind of shapes in two palettes, drawn independently (unpaired translation).
 - OracleSequences: token sequences sampled from a fixed random LSTM, the synthetic benchmark of
@@ -33,15 +33,16 @@ SHAPES = ("circle", "square", "triangle", "cross")
 PALETTE_ANY = ((0.0, 1.0), (0.6, 1.0), (0.7, 1.0), (0.0, 0.15))
 PALETTE_WARM = ((0.95, 1.12), (0.7, 1.0), (0.75, 1.0), (0.0, 0.15))
 PALETTE_COOL = ((0.5, 0.7), (0.7, 1.0), (0.5, 0.8), (0.8, 1.0))
-PALETTE_SIMPLE = ((0.0, 1.0), (1.0, 1.0), (1.0, 1.0), (0.0, 0.0))  # one bright colour per hue, black ground
+PALETTE_WHITE = ((0.0, 1.0), (0.0, 0.0), (1.0, 1.0), (0.0, 0.0))  # white on black
 
 # Shape radius as a fraction of the image side: (low, high).
 RADIUS_ANY = (0.2, 0.34)
 RADIUS_SIMPLE = (0.28, 0.4)
 # The angle of each upright shape: a square with level sides, a triangle on its base, a plus sign.
 _UPRIGHT = {"square": math.pi / 4, "triangle": -math.pi / 2, "cross": 0.0}
-#: Shapes' styles: palette, radius range and whether shapes are rotated at random.
-STYLES = {"varied": (PALETTE_ANY, RADIUS_ANY, True), "simple": (PALETTE_SIMPLE, RADIUS_SIMPLE, False)}
+#: Shapes' styles: palette, radius range, whether shapes are rotated at random, and the part of the free
+#: range around the centre that the shape's centre is drawn from (1: anywhere the shape fits).
+STYLES = {"varied": (PALETTE_ANY, RADIUS_ANY, True, 1.0), "simple": (PALETTE_WHITE, RADIUS_SIMPLE, False, 0.25)}
 # Binarises an "L" mask at half coverage (a lookup table: point() with a function builds one per call).
 _HALF = [0] * 128 + [255] * 128
 
@@ -71,9 +72,10 @@ def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tu
 
 def draw_shape(rng: random.Random, resolution: int, palette: tuple = PALETTE_ANY,
                radius: tuple[float, float] = RADIUS_ANY,
-               rotate: bool = True) -> tuple[Image.Image, Image.Image, int]:
+               rotate: bool = True, spread: float = 1.0) -> tuple[Image.Image, Image.Image, int]:
     """One random shape: (RGB image, edge map "L" with white edges on black, shape class index).
-    `rotate=False` draws it upright (the rng then draws no angle)."""
+    `radius`: its range as a fraction of the side; `rotate=False` draws it upright (the rng then draws
+    no angle); `spread` scales the range of its centre around the image's centre (1: anywhere it fits)."""
     (h0, h1), (s0, s1), (v0, v1), (b0, b1) = palette
     label = rng.randrange(len(SHAPES))
     big = resolution * _SUPERSAMPLE
@@ -81,7 +83,7 @@ def draw_shape(rng: random.Random, resolution: int, palette: tuple = PALETTE_ANY
     rgb = colorsys.hsv_to_rgb(rng.uniform(h0, h1) % 1.0, rng.uniform(s0, s1), rng.uniform(v0, v1))
     colour = tuple(round(255 * c) for c in rgb)
     r = rng.uniform(*radius) * big
-    cx, cy = rng.uniform(r, big - r), rng.uniform(r, big - r)
+    cx, cy = (big / 2 + spread * (rng.uniform(r, big - r) - big / 2) for _ in range(2))
     mask = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(mask)
     if SHAPES[label] == "circle":
@@ -133,8 +135,8 @@ class RingOfGaussians(GanDataset):
 class Shapes(GanDataset):
     """{"image", "edges", "label"}: one random coloured shape on a dark background per sample.
 
-    `style`: "varied" (any colour, any angle, on a dark grey ground) or "simple" (upright, larger, fully
-    saturated colours on black; see STYLES)."""
+    `style`: "varied" (any colour, any angle, anywhere, on a dark grey ground) or "simple" (white on black,
+    upright, larger, near the centre; see STYLES)."""
 
     num_classes = len(SHAPES)
 
@@ -153,9 +155,9 @@ class Shapes(GanDataset):
 
     def _draw(self, index: int, palette: tuple | None = None) -> tuple[Image.Image, Image.Image, int]:
         """Sample `index` in this dataset's style; `palette` replaces the style's colours."""
-        style_palette, radius, rotate = STYLES[self.style]
+        style_palette, radius, rotate, spread = STYLES[self.style]
         return draw_shape(random.Random(self.seed * 1_000_003 + index), self.resolution, palette or style_palette,
-                          radius, rotate)
+                          radius, rotate, spread)
 
     def sample(self, index: int, seed: int) -> dict:
         image, edges, label = self._draw(index)
