@@ -72,7 +72,7 @@ class DCGAN(AdversarialFamily):
     name = "dcgan"
     summary = "DCGAN (Radford et al. 2016): conv G/D with batch norm, BCE loss; 32x32 demo defaults"
     Config = DCGANConfig
-    default_data = {"name": "shapes", "style": "simple"}  # the demo's data (module doc); lsgan's too
+    default_data = {"name": "shapes", "style": "simple"}  # the demo's data (module doc)
     default_train = {"batch_size": 32}  # the demo: half the paper's 64 halves the time per step
     bench_cases = {"full": BenchCase("64x64", ("model.resolution=64", "model.g_width=64", "model.d_width=64"),
                                      (16, 64)),
