@@ -250,3 +250,19 @@ def test_fused_float32_is_as_close_to_float64_as_eager_float32():
             oracle = reference(x.double())
             errors = [float((net(x).double() - oracle).norm() / oracle.norm()) for net in (plain, fused)]
         assert errors[1] <= 2 * errors[0] + 1e-7, errors
+
+
+def test_the_demo_data_style_draws_white_upright_shapes_and_is_checked():
+    from gancore.data import DataError
+
+    simple = Shapes(size=8, resolution=32, style="simple")
+    images = torch.stack([simple[i]["image"] for i in range(8)])
+    assert torch.allclose(images[:, 0], images[:, 1]) and torch.allclose(images[:, 0], images[:, 2])  # grey
+    assert float(images.amin()) == -1 and float(images.amax()) == 1  # white shapes on black
+    assert simple[1]["label"] == 1  # a square: upright, its rows of white have about one length
+    widths = (images[1, 0] > 0).sum(1)
+    widths = widths[widths > 0][1:-1]
+    assert len(widths) >= 8 and int(widths.max() - widths.min()) <= 2, widths  # a diamond: 1 to 2r
+    assert "simple" in simple.describe()
+    with pytest.raises(DataError, match="style"):
+        Shapes(style="fancy")
