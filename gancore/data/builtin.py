@@ -3,6 +3,8 @@
 - RingOfGaussians: the 2-D mixture of WGAN-GP's toy experiments (modes on a circle).
 - Shapes: procedurally drawn circles, squares, triangles and crosses with their class label and
   edge map; ShapeEdges serves them as aligned pairs (edges -> image) for paired translation.
+  `style="simple"` draws them white on black, upright, larger and near the centre: the variant
+  that DCGAN's few-minute demo learns to draw with clean outlines.
 - ColorDomains: the same kind of shapes in two palettes, drawn independently (unpaired translation).
 - OracleSequences: token sequences sampled from a fixed random LSTM, the synthetic benchmark of
   SeqGAN; the oracle stays available to score generated sequences by its likelihood.
@@ -31,6 +33,18 @@ SHAPES = ("circle", "square", "triangle", "cross")
 PALETTE_ANY = ((0.0, 1.0), (0.6, 1.0), (0.7, 1.0), (0.0, 0.15))
 PALETTE_WARM = ((0.95, 1.12), (0.7, 1.0), (0.75, 1.0), (0.0, 0.15))
 PALETTE_COOL = ((0.5, 0.7), (0.7, 1.0), (0.5, 0.8), (0.8, 1.0))
+PALETTE_WHITE = ((0.0, 1.0), (0.0, 0.0), (1.0, 1.0), (0.0, 0.0))  # white on black
+
+# Shape radius as a fraction of the image side: (low, high).
+RADIUS_ANY = (0.2, 0.34)
+RADIUS_SIMPLE = (0.28, 0.4)
+# The angle of each upright shape: a square with level sides, a triangle on its base, a plus sign.
+_UPRIGHT = {"square": math.pi / 4, "triangle": -math.pi / 2, "cross": 0.0}
+#: Shapes' styles: palette, radius range, whether shapes are rotated at random, and the part of the free
+#: range around the centre that the shape's centre is drawn from (1: anywhere the shape fits).
+STYLES = {"varied": (PALETTE_ANY, RADIUS_ANY, True, 1.0), "simple": (PALETTE_WHITE, RADIUS_SIMPLE, False, 0.25)}
+# Binarises an "L" mask at half coverage (a lookup table: point() with a function builds one per call).
+_HALF = [0] * 128 + [255] * 128
 
 _SUPERSAMPLE = 4
 
@@ -56,27 +70,31 @@ def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tu
     return [(cx + r * x, cy + r * y) for x, y in corners]
 
 
-def draw_shape(rng: random.Random, resolution: int,
-               palette: tuple = PALETTE_ANY) -> tuple[Image.Image, Image.Image, int]:
-    """One random shape: (RGB image, edge map "L" with white edges on black, shape class index)."""
+def draw_shape(rng: random.Random, resolution: int, palette: tuple = PALETTE_ANY,
+               radius: tuple[float, float] = RADIUS_ANY,
+               rotate: bool = True, spread: float = 1.0) -> tuple[Image.Image, Image.Image, int]:
+    """One random shape: (RGB image, edge map "L" with white edges on black, shape class index).
+    `radius`: its range as a fraction of the side; `rotate=False` draws it upright (the rng then draws
+    no angle); `spread` scales the range of its centre around the image's centre (1: anywhere it fits)."""
     (h0, h1), (s0, s1), (v0, v1), (b0, b1) = palette
     label = rng.randrange(len(SHAPES))
     big = resolution * _SUPERSAMPLE
     grey = round(255 * rng.uniform(b0, b1))
     rgb = colorsys.hsv_to_rgb(rng.uniform(h0, h1) % 1.0, rng.uniform(s0, s1), rng.uniform(v0, v1))
     colour = tuple(round(255 * c) for c in rgb)
-    r = rng.uniform(0.2, 0.34) * big
-    cx, cy = rng.uniform(r, big - r), rng.uniform(r, big - r)
+    r = rng.uniform(*radius) * big
+    cx, cy = (big / 2 + spread * (rng.uniform(r, big - r) - big / 2) for _ in range(2))
     mask = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(mask)
     if SHAPES[label] == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
     else:
-        draw.polygon(_polygon(SHAPES[label], cx, cy, r, rng.uniform(0, 2 * math.pi)), fill=255)
+        angle = rng.uniform(0, 2 * math.pi) if rotate else _UPRIGHT[SHAPES[label]]
+        draw.polygon(_polygon(SHAPES[label], cx, cy, r, angle), fill=255)
     mask = mask.resize((resolution, resolution), Image.LANCZOS)
     ground = Image.new("RGB", mask.size, (grey,) * 3)
     image = Image.composite(Image.new("RGB", mask.size, colour), ground, mask)
-    hard = mask.point(lambda v: 255 if v >= 128 else 0)
+    hard = mask.point(_HALF)
     edges = ImageChops.subtract(hard, hard.filter(ImageFilter.MinFilter(3)))  # the shape's 1-pixel rim
     return image, edges, label
 
@@ -115,21 +133,31 @@ class RingOfGaussians(GanDataset):
 
 
 class Shapes(GanDataset):
-    """{"image", "edges", "label"}: one random coloured shape on a dark background per sample."""
+    """{"image", "edges", "label"}: one random coloured shape on a dark background per sample.
+
+    `style`: "varied" (any colour, any angle, anywhere, on a dark grey ground) or "simple" (white on black,
+    upright, larger, near the centre; see STYLES)."""
 
     num_classes = len(SHAPES)
 
-    def __init__(self, size: int = 20000, resolution: int = 64, channels: int = 3, seed: int = 0) -> None:
+    def __init__(self, size: int = 20000, resolution: int = 64, channels: int = 3, seed: int = 0,
+                 style: str = "varied") -> None:
         self.size, self.resolution, self.seed = _check_size(size), resolution, seed
         self.channels = check_channels(channels)
         if resolution < 8:
             raise DataError(f"resolution must be >= 8, got {resolution}")
+        if style not in STYLES:
+            raise DataError(f"style must be one of {sorted(STYLES)}, got {style!r}")
+        self.style = style
 
     def __len__(self) -> int:
         return self.size
 
-    def _draw(self, index: int, palette: tuple = PALETTE_ANY) -> tuple[Image.Image, Image.Image, int]:
-        return draw_shape(random.Random(self.seed * 1_000_003 + index), self.resolution, palette)
+    def _draw(self, index: int, palette: tuple | None = None) -> tuple[Image.Image, Image.Image, int]:
+        """Sample `index` in this dataset's style; `palette` replaces the style's colours."""
+        style_palette, radius, rotate, spread = STYLES[self.style]
+        return draw_shape(random.Random(self.seed * 1_000_003 + index), self.resolution, palette or style_palette,
+                          radius, rotate, spread)
 
     def sample(self, index: int, seed: int) -> dict:
         image, edges, label = self._draw(index)
@@ -138,7 +166,7 @@ class Shapes(GanDataset):
 
     def describe(self) -> str:
         return (f"{type(self).__name__}: {len(self)} procedural {self.resolution}x{self.resolution} images "
-                f"of {', '.join(SHAPES)}")
+                f"of {', '.join(SHAPES)} ({self.style})")
 
 
 class ShapeEdges(Shapes):

@@ -34,6 +34,7 @@ class LSGAN(DCGAN):
     name = "lsgan"
     summary = "LSGAN (Mao et al. 2017): least-squares losses, a-b-c coding 0-1-1 or -1-1-0; DCGAN's networks"
     Config = LSGANConfig  # bench_cases: DCGAN's
+    default_data = {"name": "shapes"}  # the varied shapes, not DCGAN's simple demo style
 
     def make_loss(self) -> TargetLoss:
         return TargetLoss("least_squares", CODINGS[self.config.coding], g_loss=self.config.g_loss)

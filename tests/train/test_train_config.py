@@ -34,7 +34,7 @@ def test_bad_override_syntax(item, message):
 def test_defaults_resolve_to_the_family_and_its_data():
     config = build_config("dcgan")
     assert config == default_config("dcgan") == resolve(config)
-    assert config["model"]["resolution"] == 32 and config["data"] == {"name": "shapes"}
+    assert config["model"]["resolution"] == 32 and config["data"] == {"name": "shapes", "style": "simple"}
     assert config["model"]["betas_g"] == [0.5, 0.99]
 
 
