@@ -86,7 +86,7 @@ def _fail(err: BaseException) -> int:
     return 2
 
 
-def _reference_generator(state: dict, arch: str, fused: bool) -> nn.Module:
+def _reference_generator(state: dict, arch: str, fused: bool, path: str) -> nn.Module:
     """The reference network `arch`, shaped by the tensors of its state_dict, with the weights loaded strictly."""
     check_generator_name("--arch", arch)
     unet = arch.startswith("unet_")
@@ -106,13 +106,7 @@ def _reference_generator(state: dict, arch: str, fused: bool) -> nn.Module:
         output_nc = state[f"model.{last}.weight"].shape[0]
     norm = "batch" if any(k.endswith("running_mean") for k in state) else "instance"
     g = build_generator(arch, int(input_nc), int(output_nc), int(ngf), norm, dropout=unet, fused=fused)
-    try:
-        g.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        details = "; ".join(line.strip() for line in str(err).splitlines()[1:] if line.strip())
-        raise ckpt.CheckpointError(f"the file does not fit a {arch} generator ({norm} norm, ngf {ngf}): "
-                                   f"{details[:400]}") from None
-    return g
+    return _load_strictly(g, state, f"{arch} generator ({norm} norm, ngf {ngf})", path)
 
 
 def _run_generator(state: dict, direction: str | None, fused: bool) -> tuple[nn.Module, str]:
@@ -149,20 +143,14 @@ def load_generator(path: str, *, direction: str | None = None, arch: str = "resn
     elif not os.path.isfile(path):
         raise ckpt.CheckpointError(f"no such run folder or checkpoint file: {path!r}")
     else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises several types for corrupt or unsafe files
-            raise ckpt.CheckpointError(f"cannot load {path!r}: {err}") from err
-    if not isinstance(state, dict):
-        raise ckpt.CheckpointError(f"{path!r} holds a {type(state).__name__}, not a checkpoint or a state_dict")
-    if "config" in state and "nets" in state:
+        state = _load_file(path)
+    if isinstance(state, dict) and "config" in state and "nets" in state:
         return _run_generator(state, direction, fused)
-    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ckpt.CheckpointError(f"{path!r} is neither a gancore checkpoint nor a state_dict of tensors")
+    state = _check_state_dict(state, path)
     if direction == "BtoA":
         raise ConfigError("--direction BtoA: a reference checkpoint file holds one generator; pass the file of "
                           "the other direction (latest_net_G_B.pth) instead")
-    return _reference_generator(state, arch, fused), f"reference {arch} from {os.path.basename(path)}"
+    return _reference_generator(state, arch, fused, path), f"reference {arch} from {os.path.basename(path)}"
 
 
 def _run_family(path: str) -> str | None:
@@ -299,12 +287,16 @@ def _load_run_stargan(path: str, fused: bool) -> StarGANModel:
     return StarGANModel(family.layout, nets, family.config.resolution, f"stargan G of {path}")
 
 
-def _load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
+def _load_file(path: str) -> object:
+    """torch.load of a checkpoint or state_dict file, weights only; a file torch cannot read is one clear error."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or unsafe files
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ckpt.CheckpointError(f"cannot load {path!r} as a state_dict: {first_line[:200]}") from None
+        raise ckpt.CheckpointError(f"cannot load {path!r}: {first_line[:200]}") from None
+
+
+def _check_state_dict(state: object, path: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ckpt.CheckpointError(f"{path!r} is neither a gancore checkpoint nor a state_dict of tensors")
     return state
@@ -372,7 +364,7 @@ def _reference_d_path(g_path: str) -> str | None:
 def _load_reference_stargan(path: str, fused: bool, selected_attrs: list[str] | None, classes: list[str] | None,
                             size: int | None) -> StarGANModel:
     layout = reference_layout(selected_attrs, classes)
-    g = _reference_stargan_g(_load_state_dict_file(path), path, fused)
+    g = _reference_stargan_g(_check_state_dict(_load_file(path), path), path, fused)
     names = " + ".join(f"{len(s.names)} ({', '.join(s.names)})" for s in layout.sets)
     flags = "--selected-attrs / --classes" if layout.masked else ("--classes" if classes else "--selected-attrs")
     if g.c_dim != layout.g_dim:
@@ -384,7 +376,7 @@ def _load_reference_stargan(path: str, fused: bool, selected_attrs: list[str] | 
     d_path = _reference_d_path(path)
     resolution = size
     if d_path is not None:
-        d, image_size = _reference_stargan_d(_load_state_dict_file(d_path), d_path, fused)
+        d, image_size = _reference_stargan_d(_check_state_dict(_load_file(d_path), d_path), d_path, fused)
         if d.conv2.out_channels != layout.d_dim:
             raise ConfigError(f"{flags}: the discriminator {os.path.basename(d_path)} classifies "
                               f"{d.conv2.out_channels} labels, the names give {names}")
