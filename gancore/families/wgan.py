@@ -26,25 +26,18 @@ from gancore.families.base import (
     Network,
     Phase,
     PhaseContext,
-    check_choice,
     check_positive,
-    check_power_of_two,
 )
-from gancore.families.wgan_gp import wasserstein_networks
+from gancore.families.wgan_gp import WassersteinNetworksConfig, wasserstein_networks
 from gancore.losses import d_wasserstein, g_wasserstein
 
 
 @dataclass
-class WGANConfig:
-    arch: str = "auto"  # conv (images), mlp (vectors) or auto (by the shape of the data)
+class WGANConfig(WassersteinNetworksConfig):
     resolution: int = 32
-    channels: int = 3
     latent_dim: int = 100
     g_width: int = 32  # conv: as in DCGAN
     d_width: int = 32
-    mlp_width: int = 512  # mlp: hidden units
-    mlp_depth: int = 3  # mlp: hidden layers
-    n_critic: int = 5
     # The reference code's critic boost: this many critic updates (0: off) before each of the first
     # warmup_g_iters generator updates and before every warmup_every-th one (0: only the first ones).
     warmup_critic_steps: int = 0
@@ -53,14 +46,9 @@ class WGANConfig:
     clip: float = 0.01  # critic weights are clipped to [-clip, clip] after each critic update
     lr_g: float = 5e-5
     lr_d: float = 5e-5
-    fused: bool = True  # batch norm + activation through gancore's fused op; false: plain torch.nn
 
     def __post_init__(self) -> None:
-        check_choice("model.arch", self.arch, ("auto", "conv", "mlp"))
-        check_choice("model.channels", self.channels, (1, 3))
-        check_power_of_two("model.resolution", self.resolution)
-        for key in ("latent_dim", "g_width", "d_width", "mlp_width", "mlp_depth", "n_critic"):
-            check_positive(f"model.{key}", getattr(self, key))
+        super().__post_init__()
         for key in ("warmup_critic_steps", "warmup_g_iters", "warmup_every"):
             check_positive(f"model.{key}", getattr(self, key), 0)
         if not self.clip > 0:

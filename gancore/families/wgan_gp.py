@@ -10,7 +10,6 @@ The critic's estimate of the Wasserstein distance, E[D(real)] - E[D(fake)], is l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -35,18 +34,32 @@ from gancore.ops import gradient_penalty
 
 
 @dataclass
-class WGANGPConfig:
+class WassersteinNetworksConfig:
+    """The networks' keys shared by WGAN and WGAN-GP (built by wasserstein_networks); each family's Config
+    subclasses it with its own defaults and its own training keys."""
+
     arch: str = "auto"  # conv (images), mlp (vectors) or auto (by the shape of the data)
     resolution: int = 64
     channels: int = 3
     latent_dim: int = 128
     g_width: int = 64  # conv: as in DCGAN
     d_width: int = 64
-    critic_norm: str = "none"  # none, layer or instance (never batch: it breaks the per-sample penalty)
-    fused: bool = True  # conv: gancore's fused norm + activation (G's batch norm, an instance-norm critic)
+    fused: bool = True  # conv: gancore's fused norm + activation (G's batch norm, a normalised critic's norm)
     mlp_width: int = 512  # mlp: hidden units
     mlp_depth: int = 3  # mlp: hidden layers
     n_critic: int = 5
+
+    def __post_init__(self) -> None:
+        check_choice("model.arch", self.arch, ("auto", "conv", "mlp"))
+        check_choice("model.channels", self.channels, (1, 3))
+        check_power_of_two("model.resolution", self.resolution)
+        for key in ("latent_dim", "g_width", "d_width", "mlp_width", "mlp_depth", "n_critic"):
+            check_positive(f"model.{key}", getattr(self, key))
+
+
+@dataclass
+class WGANGPConfig(WassersteinNetworksConfig):
+    critic_norm: str = "none"  # none, layer or instance (never batch: it breaks the per-sample penalty)
     gp_weight: float = 10.0
     lr_g: float = 1e-4
     lr_d: float = 1e-4
@@ -54,17 +67,14 @@ class WGANGPConfig:
     betas_d: tuple[float, float] = (0.0, 0.9)
 
     def __post_init__(self) -> None:
-        check_choice("model.arch", self.arch, ("auto", "conv", "mlp"))
+        super().__post_init__()
         check_choice("model.critic_norm", self.critic_norm, ("none", "layer", "instance"))
-        check_choice("model.channels", self.channels, (1, 3))
-        check_power_of_two("model.resolution", self.resolution)
-        for key in ("latent_dim", "g_width", "d_width", "mlp_width", "mlp_depth", "n_critic"):
-            check_positive(f"model.{key}", getattr(self, key))
         if self.gp_weight < 0:
             raise ConfigError(f"model.gp_weight: must be >= 0, got {self.gp_weight}")
 
 
-def wasserstein_networks(family: str, spec: DataSpec, c: Any, critic_norm: str) -> tuple[nn.Module, nn.Module]:
+def wasserstein_networks(family: str, spec: DataSpec, c: WassersteinNetworksConfig,
+                         critic_norm: str) -> tuple[nn.Module, nn.Module]:
     """G and critic of WGAN and WGAN-GP: MLPs for vector data, DCGAN's conv networks (G with batch norm,
     the critic with `critic_norm`) for images; `c.arch` auto picks by the shape of the data."""
     arch = c.arch if c.arch != "auto" else ("mlp" if len(spec.shape) == 1 else "conv")
