@@ -171,7 +171,8 @@ def _attribute_classifier(images, attrs, steps=120):
 
 
 def test_translations_carry_the_requested_attributes_and_reconstruction_error_falls():
-    """Trains a small StarGAN on attribute-shapes (batch 8, n_critic 2, lr 1e-3: it learns in 200 steps), then asks
+    """Trains a small StarGAN on attribute-shapes (batch 8, n_critic 2, lr 1e-3; the one-pixel dot takes 400 steps:
+    at 200 it was at chance on an AVX-512 CPU for four seeds of four, at 400 it is 0.89-1.0 for each), then asks
     it for each attribute flipped on held-out images: a classifier trained on real images must find the
     requested value far above chance (0.5), and G(G(x, c'), c) must be closer to x than before training."""
     held_out = AttributeShapes(size=1024, resolution=16, seed=5)
@@ -185,7 +186,7 @@ def test_translations_carry_the_requested_attributes_and_reconstruction_error_fa
 
     config = build_config("stargan", overrides=TINY + [
         "model.g_conv_dim=16", "model.d_conv_dim=16", "data.size=512", "model.n_critic=2", "model.g_lr=1e-3",
-        "model.d_lr=1e-3", "train.steps=200", "train.batch_size=8"])
+        "model.d_lr=1e-3", "train.steps=400", "train.batch_size=8"])
     trainer = Trainer(config)
     g = trainer.nets["G"]
 

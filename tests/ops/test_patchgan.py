@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from gancore import _ext
 from gancore.ops import BackendUnavailable, _dispatch, patchgan_loss, record_backends
-from tests.helpers import assert_close
+from tests.helpers import TOL, assert_close
 
 pytestmark = pytest.mark.skipif(not _ext.has("patchgan_loss_forward_cpu"), reason=_ext.LOAD_ERROR or "")
 
@@ -62,7 +62,15 @@ def _check(impl, h, w, b, target, loss, *, stride=1, padding=1, reduction="mean"
     assert_close(out, expected, dtype if dtype != torch.bfloat16 else torch.float16, scale=count_scale)
     for name, got, want in zip(("h", "weight", "bias"), grads, expected_grads):
         assert got.dtype == (dtype if name == "h" else w.dtype), name
-        assert_close(got, want, dtype, scale=1.0 if name == "h" else count_scale)
+        # dweight/dbias are sums of terms of either sign: an entry that nearly cancels carries the
+        # rounding of its largest neighbours, so their tolerance is scaled by the gradient's size
+        if name == "h":
+            assert_close(got, want, dtype)
+        else:
+            atol, rtol = TOL[dtype]
+            magnitude = max(1.0, float(want.abs().max()))
+            torch.testing.assert_close(got.double(), want.double(), atol=atol * count_scale * magnitude,
+                                       rtol=rtol * count_scale)
     return grads
 
 
