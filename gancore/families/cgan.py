@@ -4,8 +4,11 @@ G sees z with the label's one-hot code appended; D sees the image with the code 
 (`discriminator: concat`, the paper's scheme) or through the projection discriminator of Miyato and Koyama
 (2018) (`discriminator: projection`). The paper's networks are MLPs for MNIST; here both are the DCGAN
 convolutional networks (as in most image CGANs since), with the DCGAN demo's optimiser settings so that a
-few hundred steps on the built-in labelled shapes separate the classes. Fakes take the labels of the real
-batch, so D sees the same class mix on both sides. Sample grids put one class per row.
+few hundred steps on the built-in labelled shapes separate the classes. The default data is their simple
+style, as DCGAN's demo (white, upright, near-centred shapes): `gancore train cgan --steps 600` then draws one
+clean shape per tile, of the requested class (a 150-step run on the varied style, data.style=varied, had left
+coloured blobs). Fakes take the labels of the real batch, so D sees the same class mix on both sides.
+Sample grids put one class per row.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class CGAN(Family):
     name = "cgan"
     summary = "CGAN (Mirza & Osindero 2014): G and D conditioned on the class (one-hot, or projection D)"
     Config = CGANConfig
-    default_data = {"name": "shapes"}
+    default_data = {"name": "shapes", "style": "simple"}  # the demo's data (module doc)
     default_train = {"batch_size": 32}
     bench_cases = {"full": BenchCase("32x32", ("model.resolution=32",), (16, 64)),
                    "quick": BenchCase("16x16", ("model.resolution=16", "model.g_width=16", "model.d_width=16"),

@@ -8,6 +8,10 @@ Images get the DCGAN networks with batch norm in both, as in the paper's experim
 Wasserstein distance, E[D(real)] - E[D(fake)], is logged as D/wdist: the paper's learning curve.
 The reference code's schedule, 100 critic updates for each of the first 25 generator updates and for every
 500th, is an option (model.warmup_critic_steps=100); off by default, as in the paper's algorithm 1.
+The default image data is the simple style of the built-in shapes (white, upright, near-centred, as DCGAN's
+demo). The paper's lr is made for ~100k generator updates; a short look at the shapes wants a faster one:
+`gancore train wgan --steps 1000 --set model.lr_g=1e-3 --set model.lr_d=1e-3` (200 generator updates) draws
+white objects, about a third of them a recognisable cross, triangle or square.
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ class WGAN(Family):
     name = "wgan"
     summary = "WGAN (Arjovsky et al. 2017): Wasserstein critic, weight clipping 0.01, RMSprop 5e-5, n_critic 5"
     Config = WGANConfig
-    default_data = {"name": "shapes"}
+    default_data = {"name": "shapes", "style": "simple"}  # see the module doc
     default_train = {"batch_size": 64}  # the paper's
     bench_cases = {"full": BenchCase("32x32", ("model.resolution=32",), (16, 64)),
                    "quick": BenchCase("16x16", ("model.resolution=16", "model.g_width=16", "model.d_width=16"),
