@@ -1,7 +1,8 @@
 """`gancore bench`: run the benchmark suites, print a table, write JSON, Markdown and PNGs.
 
 Each suite runs in its own worker process; one that fails does not stop the others: their results
-are still written, the failure is named, and the command exits non-zero. The terminal gets the
+are still written, the failure is named, and the command exits non-zero. The results are rewritten
+after every suite, so a run stopped part-way keeps the suites it finished. The terminal gets the
 progress bars and the result table; whatever else the workers print (dynamo warnings, profiler
 lines) goes to bench.log in the results folder.
 """
@@ -27,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="suite to run (repeatable; default: all)")
     p.add_argument("--device", default=None,
                    help="cpu, cuda or cuda:N (default: cuda when available); CUDA timings use CUDA events")
-    p.add_argument("--quick", action="store_true", help="fewer shapes and repeats (a smoke run)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer shapes and repeats, fp32 only (a smoke run of every suite)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (median)")
     p.add_argument("--alloc", choices=("both", "default", "tuned"), default="both",
                    help="CPU allocator settings to measure under (see gancore.tune_cpu_allocator)")
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict] = []
     failures: dict[str, str] = {}
     started = time.time()
+    info = report.machine_info(device)
     for name in args.suite or list(SUITES):
         suite = importlib.import_module(SUITES[name])
         suite_allocs = allocs if (suite.ALLOC_SENSITIVE and device == "cpu") else allocs[:1]
@@ -86,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
                 key = name if len(suite_allocs) == 1 else f"{name} [{alloc}]"
                 failures[key] = error
                 print(f"!! suite {key} FAILED: {error} (details in {log})", file=sys.stderr, flush=True)
-    report.add_speedups(rows)
-    info = report.machine_info(device)
+            # written after every suite, so that a long run stopped part-way keeps what it measured
+            report.add_speedups(rows)
+            report.write_all(rows, info, args.out, failures)
     print(report.format_console(rows))
     summary = report.target_summary(rows)
     if summary:

@@ -10,7 +10,8 @@ all with the same weights' layout and keys:
 - "gancore": model.fused=true (fused norm + activation, the fused PatchGAN head), channels_last,
   the families' default on the CPU; only for families with a `fused` option;
 - "torch.compile": the eager networks under torch.compile (train.compile), where it compiles.
-Each in fp32 and under bf16 autocast (the same autocast for every contender). Steps are timed one at a
+Each in fp32 and under bf16 autocast (the same autocast for every contender); --quick runs fp32 at each
+preset's first batch size only. Steps are timed one at a
 time in rotating order (slow load changes on a shared machine fall on all alike); each row is the median.
 Rows carry images/s, peak memory (CUDA: allocator peak; CPU: exact tensor peak from the profiler's
 memory timeline) and a profiler breakdown of one step's self time: conv, norm, loss, optimiser, other.
@@ -166,8 +167,12 @@ def _peak_mb(step: Callable[[], None], device: torch.device) -> float:
 def _cases(ctx: BenchContext, selected: dict[str, BenchCase] | None = None, precisions: Iterable[str] | None = None
            ) -> list[tuple[str, str, tuple[str, ...], int, str, int]]:
     cases = presets(ctx.quick) if selected is None else selected
+    if precisions is None:
+        # a quick run is a smoke run: fp32 at the smallest batch (bf16 is emulated, slowly, on most CPUs)
+        precisions = ("fp32",) if ctx.quick and selected is None else PRECISIONS
     return [(family, case.label, case.overrides, batch, precision, case.steps) for family, case in cases.items()
-            for batch in case.batches for precision in (precisions or PRECISIONS)]
+            for batch in (case.batches[:1] if ctx.quick and selected is None else case.batches)
+            for precision in precisions]
 
 
 def count(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS)) -> int:
