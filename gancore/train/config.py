@@ -52,7 +52,7 @@ class TrainConfig:
     ema_beta: float = 0.999  # EMA of generator weights; 0 disables
     lr_schedule: str = "constant"  # constant, linear (to 0 at `steps`), cosine or step (x0.1 from steps/2)
     warmup_steps: int = 0  # linear learning-rate warm-up
-    channels_last: bool = False
+    channels_last: bool | str = False  # NHWC networks and batches; auto: by device (utils/layout.py)
     compile: bool | str = False  # torch.compile forwards not differentiated twice; a string names the backend
     sync_batchnorm: bool = False  # SyncBatchNorm across processes (CUDA only)
     deterministic: bool = False  # deterministic algorithms on the GPU too (slower); the CPU is by default
@@ -64,6 +64,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice("train.precision", self.precision, PRECISIONS)
         check_choice("train.lr_schedule", self.lr_schedule, SCHEDULES)
+        if isinstance(self.channels_last, str):
+            check_choice("train.channels_last", self.channels_last, ("auto",))
         check_positive("train.steps", self.steps, 0)
         check_positive("train.batch_size", self.batch_size)
         check_positive("train.accumulate", self.accumulate)

@@ -45,6 +45,7 @@ from gancore.train.hooks import FrechetHook, Hook
 from gancore.train.loader import batch_stream
 from gancore.train.logs import RunLog
 from gancore.utils.allocator import tune_cpu_allocator
+from gancore.utils.layout import prefers_channels_last
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -160,6 +161,9 @@ class Trainer:
                           stacklevel=2)
         self.dist: DistEnv = setup(tc.device, tc.dist_timeout)
         self.device = self.dist.device
+        #: train.channels_last with "auto" resolved for this device
+        self.channels_last = (prefers_channels_last(self.device) if tc.channels_last == "auto"
+                              else bool(tc.channels_last))
         self._check_settings()
 
         self.family = family_cls(build_dataclass(family_cls.Config, self.config["model"], "model"))
@@ -177,7 +181,7 @@ class Trainer:
         self.nets: dict[str, nn.Module] = {}
         for name, spec in specs.items():
             module = spec.module.to(self.device)
-            if tc.channels_last:
+            if self.channels_last:
                 module = module.to(memory_format=torch.channels_last)
             if tc.sync_batchnorm and self.dist.enabled:
                 module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
@@ -332,7 +336,7 @@ class Trainer:
         for key, value in batch.items():
             if isinstance(value, torch.Tensor):
                 value = value.to(self.device, non_blocking=True)
-                if self.train_config.channels_last and value.dim() == 4 and value.is_floating_point():
+                if self.channels_last and value.dim() == 4 and value.is_floating_point():
                     value = value.contiguous(memory_format=torch.channels_last)
             moved[key] = value
         size = self.per_process_batch // rounds
@@ -623,7 +627,8 @@ class Trainer:
             f"steps      {self.step} -> {tc.steps}, global batch {tc.batch_size} = {self.dist.world_size} "
             f"process(es) x {self.per_process_batch // tc.accumulate} x {tc.accumulate} accumulation "
             "round(s)",
-            f"device     {self.device}, precision {tc.precision}, channels_last {tc.channels_last}, "
+            f"device     {self.device}, precision {tc.precision}, channels_last {self.channels_last}"
+            f"{' (auto)' if tc.channels_last == 'auto' else ''}, "
             f"lr schedule {tc.lr_schedule} (warm-up {tc.warmup_steps}), seed {tc.seed}",
             f"outputs    {self.out_dir or '(none)'}: config.yaml, log.jsonl, tb/, samples/ every "
             f"{logc.sample_every or 'end'}, checkpoints every {logc.checkpoint_every or 'end'} "

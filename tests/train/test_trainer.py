@@ -165,6 +165,20 @@ def test_channels_last_gives_the_same_training():
         assert torch.allclose(value, plain[key], atol=1e-5), key
 
 
+@pytest.mark.parametrize("isa, nhwc", [("AVX2", False), ("AVX512", True), ("DEFAULT", False)])
+def test_channels_last_auto_follows_the_cpu(monkeypatch, isa, nhwc):
+    from gancore.utils import layout
+
+    monkeypatch.setattr(layout, "cpu_capability", lambda: isa)
+    trainer = Trainer(tiny_config("dcgan", "train.channels_last=auto", steps=1))
+    assert trainer.channels_last is nhwc
+    conv = trainer.nets["D"].net[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) is nhwc
+    assert f"channels_last {nhwc} (auto)" in trainer.plan()
+    with pytest.raises(ConfigError, match="train.channels_last"):
+        Trainer(tiny_config("dcgan", "train.channels_last=maybe", steps=1))
+
+
 def test_compile_skips_networks_differentiated_twice():
     trainer = _train(tiny_config("wgan-gp", "train.compile=eager", steps=3))
     assert trainer.nets["G"]._compiled_call_impl is not None
