@@ -1,8 +1,9 @@
 """`gancore bench`: run the benchmark suites, print a table, write JSON, Markdown and PNGs.
 
 Each suite runs in its own worker process; one that fails does not stop the others: their results
-are still written, the failure is named, and the command exits non-zero. The results are rewritten
-after every suite, so a run stopped part-way keeps the suites it finished. The terminal gets the
+are still written, the failure is named, and the command exits non-zero. results.json and results.md
+are rewritten after every suite, so a run stopped part-way keeps the suites it finished; the plots
+are drawn at the end. The terminal gets the
 progress bars and the result table; whatever else the workers print (dynamo warnings, profiler
 lines) goes to bench.log in the results folder.
 """
@@ -89,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
                 key = name if len(suite_allocs) == 1 else f"{name} [{alloc}]"
                 failures[key] = error
                 print(f"!! suite {key} FAILED: {error} (details in {log})", file=sys.stderr, flush=True)
-            # written after every suite, so that a long run stopped part-way keeps what it measured
+            # the tables after every suite, so that a long run stopped part-way keeps what it measured
             report.add_speedups(rows)
-            report.write_all(rows, info, args.out, failures)
+            report.write_tables(rows, info, args.out, failures)
     print(report.format_console(rows))
     summary = report.target_summary(rows)
     if summary:

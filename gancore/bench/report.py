@@ -257,14 +257,20 @@ def plot_roofline(rows: list[dict], path: str) -> bool:
     return True
 
 
-def write_all(rows: list[dict], info: dict, out_dir: str, failures: dict[str, str] | None = None) -> dict:
-    """results.json, results.md, one PNG per suite and roofline.png; returns name -> path."""
+def write_tables(rows: list[dict], info: dict, out_dir: str, failures: dict[str, str] | None = None) -> dict:
+    """results.json and results.md (cheap enough to rewrite after every suite); returns name -> path."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {"json": os.path.join(out_dir, "results.json"), "markdown": os.path.join(out_dir, "results.md")}
     with open(paths["json"], "w") as f:
         json.dump({"machine": info, "rows": rows, "failures": failures or {}}, f, indent=1)
     with open(paths["markdown"], "w") as f:
         f.write(format_markdown(rows, info, failures))
+    return paths
+
+
+def write_all(rows: list[dict], info: dict, out_dir: str, failures: dict[str, str] | None = None) -> dict:
+    """The tables, one PNG per suite and roofline.png; returns name -> path."""
+    paths = write_tables(rows, info, out_dir, failures)
     stale = os.path.join(out_dir, "speedups.png")  # the one-image plot of earlier versions
     if os.path.exists(stale):
         os.remove(stale)

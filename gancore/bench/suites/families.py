@@ -167,13 +167,12 @@ def _peak_mb(step: Callable[[], None], device: torch.device) -> float:
 
 def _cases(ctx: BenchContext, selected: dict[str, BenchCase] | None = None, precisions: Iterable[str] | None = None
            ) -> list[tuple[str, str, tuple[str, ...], int, str, int]]:
+    # the quick presets are a smoke run: fp32 at the first batch (bf16 is emulated, slowly, on most CPUs)
+    smoke = ctx.quick and selected is None
     cases = presets(ctx.quick) if selected is None else selected
-    if precisions is None:
-        # a quick run is a smoke run: fp32 at the smallest batch (bf16 is emulated, slowly, on most CPUs)
-        precisions = ("fp32",) if ctx.quick and selected is None else PRECISIONS
+    precisions = precisions or (("fp32",) if smoke else PRECISIONS)
     return [(family, case.label, case.overrides, batch, precision, case.steps) for family, case in cases.items()
-            for batch in (case.batches[:1] if ctx.quick and selected is None else case.batches)
-            for precision in precisions]
+            for batch in (case.batches[:1] if smoke else case.batches) for precision in precisions]
 
 
 def count(ctx: BenchContext, contenders: Iterable[str] = tuple(CONTENDERS)) -> int:
