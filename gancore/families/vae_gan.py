@@ -115,22 +115,26 @@ class VAEGAN(Family):
         z = mu + ctx.randn(self.config.latent_dim).to(mu.dtype) * (0.5 * logvar).exp()
         return x, ctx.nets["G"](z), mu, logvar
 
-    def _llike(self, ctx: PhaseContext, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        features = ctx.nets["D"].features
-        return feature_distance(features(recon), features(x).detach())
+    def _llike(self, ctx: PhaseContext, x: torch.Tensor, recon_features: torch.Tensor) -> torch.Tensor:
+        """The reconstruction loss in D's feature space, against the real batch's features (no gradient)."""
+        with torch.no_grad():
+            target = ctx.nets["D"](x, output="features")
+        return feature_distance(recon_features, target)
 
     def loss_e(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:
         x, recon, mu, logvar = self._reconstruct(ctx)
-        prior, llike = kl_to_standard_normal(mu, logvar), self._llike(ctx, x, recon)
+        prior = kl_to_standard_normal(mu, logvar)
+        llike = self._llike(ctx, x, ctx.nets["D"](recon, output="features"))
         return {"loss": self.config.kl_weight * prior + llike, "kl": prior.detach(), "llike": llike.detach(),
                 "pixel_mse": F.mse_loss(recon.detach().float(), x.float())}
 
     def loss_g(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:
         x, recon, _, _ = self._reconstruct(ctx)
         prior_sample = ctx.nets["G"](ctx.randn(self.config.latent_dim))
-        llike = self._llike(ctx, x, recon)
         d = ctx.nets["D"]
-        gan = F.softplus(-d(recon).float()).mean() + F.softplus(-d(prior_sample).float()).mean()
+        recon_logits, recon_features = d(recon, output="both")  # one pass of D serves both losses
+        llike = self._llike(ctx, x, recon_features)
+        gan = F.softplus(-recon_logits.float()).mean() + F.softplus(-d(prior_sample).float()).mean()
         return {"loss": self.config.gamma * llike + gan, "gan": gan.detach()}
 
     def loss_d(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:

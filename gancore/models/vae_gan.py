@@ -54,7 +54,11 @@ class VAEEncoder(nn.Module):
 
 class VAEGANDiscriminator(nn.Module):
     """images -> one logit per image; `features(x)` is the output of its `feature_layer`-th convolution
-    block (1-based, after its activation), the space of VAE-GAN's learned similarity."""
+    block (1-based, after its activation), the space of VAE-GAN's learned similarity.
+
+    forward(x, output=...) also gives the features ("features", or ("logits", "features") for "both"), so that a
+    compiled D (train.compile compiles forward only) serves every call: an eager features() call would save the
+    batch norms' running statistics for its backward while the compiled calls update them."""
 
     def __init__(self, resolution: int = 64, channels: int = 3, width: int = 32, hidden: int = 512,
                  feature_layer: int = 3) -> None:
@@ -74,5 +78,11 @@ class VAEGANDiscriminator(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x)).reshape(x.shape[0])
+    def forward(self, x: torch.Tensor, output: str = "logits") -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if output not in ("logits", "features", "both"):
+            raise ValueError(f"output must be 'logits', 'features' or 'both', got {output!r}")
+        features = self.body(x)
+        if output == "features":
+            return features
+        logits = self.head(features).reshape(x.shape[0])
+        return (logits, features) if output == "both" else logits

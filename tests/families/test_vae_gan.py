@@ -30,6 +30,13 @@ def test_three_networks_and_the_feature_layer():
     assert mu.shape == logvar.shape == (3, 6)
     d = nets["D"].module
     assert d.features(x).shape == (3, 8, 4, 4) and d(x).shape == (3,)  # after D's second convolution block
+    d.eval()  # the same statistics in every call
+    logits, features = d(x, output="both")
+    torch.testing.assert_close(logits, d(x))
+    torch.testing.assert_close(features, d.features(x))
+    torch.testing.assert_close(d(x, output="features"), features)
+    with pytest.raises(ValueError, match="output must be 'logits', 'features' or 'both', got 'feature'"):
+        d(x, output="feature")
     with pytest.raises(ConfigError, match="model.feature_layer: feature_layer must be at most 2"):
         _build(feature_layer=3)
     with pytest.raises(ConfigError, match="model.gamma"):
@@ -87,6 +94,18 @@ def test_fused_networks_equal_the_plain_ones_in_float64():
     d = VAEGANDiscriminator(16, 3, 4, 8, feature_layer=2)
     assert_fused_matches_plain(d, (x,), fused_norms=2)
     assert_fused_matches_plain(d, (x,), call=lambda net, x: net.features(x), fused_norms=2)
+
+
+def test_it_trains_under_torch_compile():
+    """Every D call goes through D's compiled forward: an eager features() call beside compiled ones failed
+    in backward, the batch norms' running statistics being modified in place."""
+    trainer = Trainer(build_config("vae-gan", overrides=[
+        "model.resolution=16", "model.feature_layer=2", "model.e_width=4", "model.g_width=4", "model.d_width=4",
+        "model.hidden=8", "model.latent_dim=6", "model.fused=false", "train.compile=aot_eager",
+        "train.batch_size=4", "train.steps=2", "log.progress=false", "log.tensorboard=false"]))
+    trainer.fit()
+    assert all(trainer.nets[name]._compiled_call_impl is not None for name in ("E", "G", "D"))
+    assert all(torch.isfinite(p).all() for p in trainer.nets["D"].parameters())
 
 
 def test_reconstructions_improve_and_prior_samples_beat_the_untrained_decoder():
