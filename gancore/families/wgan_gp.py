@@ -16,6 +16,7 @@ from torch import nn
 
 from gancore.families import register_family
 from gancore.families.base import (
+    BenchCase,
     ConfigError,
     DataSpec,
     Family,
@@ -94,6 +95,12 @@ class WGANGP(Family):
     summary = "WGAN-GP (Gulrajani et al. 2017): critic without batch norm, gradient penalty 10, n_critic 5"
     Config = WGANGPConfig
     default_data = {"name": "shapes"}
+    # a round: n_critic critic steps with the penalty, then the G step; the critic with the fused instance norm
+    bench_cases = {"full": BenchCase("32x32, instance-norm critic",
+                                     ("model.resolution=32", "model.critic_norm=instance"), (16, 64), steps=5),
+                   "quick": BenchCase("16x16, instance-norm critic", ("model.resolution=16", "model.g_width=16",
+                                                                      "model.d_width=16", "model.critic_norm=instance"),
+                                      (8,), steps=5)}
 
     def build(self, spec: DataSpec) -> dict[str, Network]:
         c = self.config

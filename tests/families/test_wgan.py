@@ -76,7 +76,7 @@ def test_the_critic_estimate_falls_as_the_generator_learns_the_ring(tmp_path):
     assert w1_final < 0.6 * w1_initial, (w1_initial, w1_final)
 
 
-@pytest.mark.parametrize("name", ["cgan", "lapgan", "vae-gan", "wgan"])
+@pytest.mark.parametrize("name", ["cgan", "lapgan", "vae-gan", "wgan", "wgan-gp"])
 def test_bench_presets_build(name):
     """The `gancore bench --suite families` presets of the classic families are valid configs whose networks
     build, fused and plain."""
