@@ -143,7 +143,7 @@ def check_schedule(config: object) -> None:
 class ImageTranslation(Family):
     """What pix2pix and CycleGAN share: the sample inputs come from the data, the schedule is epoch-wise."""
 
-    default_train = {"batch_size": 1, "channels_last": "auto"}  # NCHW on CPUs below AVX-512 (utils/layout.py)
+    default_train = {"batch_size": 1}
     #: Data key of the sample inputs (the generator that makes samples reads it).
     source_key = "A"
     #: Data key of what a sample input should translate to, for paired data (None: unpaired).

@@ -260,7 +260,7 @@ class Pix2PixHD(Family):
     Config = Pix2PixHDConfig
     default_data = {"name": "label-scenes", "width": 256, "height": 128}
     path_data = "label-folders"
-    default_train = {"batch_size": 1, "channels_last": "auto"}  # NCHW on CPUs below AVX-512 (utils/layout.py)
+    default_train = {"batch_size": 1}
     bench_cases = {"full": BenchCase("512x256", ("data.width=512", "data.height=256"), (1,)),
                    "quick": BenchCase("64x32", ("data.width=64", "data.height=32", "model.label_nc=8",
                                                 "model.ngf=8", "model.ndf=8", "model.n_downsample_global=2",

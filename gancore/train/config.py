@@ -52,7 +52,7 @@ class TrainConfig:
     ema_beta: float = 0.999  # EMA of generator weights; 0 disables
     lr_schedule: str = "constant"  # constant, linear (to 0 at `steps`), cosine or step (x0.1 from steps/2)
     warmup_steps: int = 0  # linear learning-rate warm-up
-    channels_last: bool | str = False  # NHWC networks and batches; auto: by device (utils/layout.py)
+    channels_last: bool | str = "auto"  # NHWC networks and batches; auto: fused networks, by device (utils/layout.py)
     compile: bool | str = False  # torch.compile forwards not differentiated twice; a string names the backend
     sync_batchnorm: bool = False  # SyncBatchNorm across processes (CUDA only)
     deterministic: bool = False  # deterministic algorithms on the GPU too (slower); the CPU is by default

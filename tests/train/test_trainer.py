@@ -175,6 +175,9 @@ def test_channels_last_auto_follows_the_cpu(monkeypatch, isa, nhwc):
     conv = trainer.nets["D"].net[0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last) is nhwc
     assert f"channels_last {nhwc} (auto)" in trainer.plan()
+    assert Trainer(tiny_config("dcgan", steps=1)).channels_last is nhwc  # auto is the default
+    assert Trainer(tiny_config("dcgan", "model.fused=false", steps=1)).channels_last is False  # eager: NCHW
+    assert Trainer(tiny_config("gan", steps=1)).channels_last is False  # no fused networks
     with pytest.raises(ConfigError, match="train.channels_last"):
         Trainer(tiny_config("dcgan", "train.channels_last=maybe", steps=1))
 
