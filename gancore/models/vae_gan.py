@@ -76,7 +76,7 @@ class VAEGANDiscriminator(nn.Module):
         dcgan_init_(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        return self(x, output="features")  # through __call__: a compiled D's compiled forward
 
     def forward(self, x: torch.Tensor, output: str = "logits") -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if output not in ("logits", "features", "both"):

@@ -165,7 +165,7 @@ class Trainer:
 
         self.family = family_cls(build_dataclass(family_cls.Config, self.config["model"], "model"))
         #: train.channels_last with "auto" resolved: channels_last where the fused ops run it faster
-        self.channels_last = (prefers_channels_last(self.device) and getattr(self.family.config, "fused", False)
+        self.channels_last = (prefers_channels_last(self.device, getattr(self.family.config, "fused", False))
                               if tc.channels_last == "auto" else bool(tc.channels_last))
         self.dataset = dataset if dataset is not None else build_dataset(self.config["data"],
                                                                          self.family.data_hints())

@@ -10,10 +10,10 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def prefers_channels_last(device: torch.device) -> bool:
-    """The layout measured faster, or no slower, for gancore's fused networks on this kind of device (the
-    trainer takes NCHW for unfused ones under train.channels_last=auto: eager StarGAN steps were 15-21% slower
-    in channels_last on an AVX-512 EPYC, where the fused ones were no slower).
+def prefers_channels_last(device: torch.device, fused: bool) -> bool:
+    """The layout measured faster, or no slower, for networks on this kind of device; NCHW for unfused
+    networks (eager StarGAN steps were 15-21% slower in channels_last on an AVX-512 EPYC, where the fused
+    ones were no slower).
 
     GPUs: channels_last (tensor-core convolutions run NHWC). CPUs: channels_last with AVX-512 (and AMX),
     NCHW below it. Measured (docs/training.md, "Speed on the CPU"): on an AMX CPU, CycleGAN's fused step
@@ -23,4 +23,4 @@ def prefers_channels_last(device: torch.device) -> bool:
     channels_last against fused NCHW at the bench presets): SRGAN 1.25x / 1.15x eager against 1.04x / 0.97x,
     LAPGAN 1.36x / 1.24x against 0.97x / 0.94x, DCGAN, CGAN, VAE-GAN and WGAN-GP 1.00-1.12x against 0.92-1.09x,
     StarGAN equal (1.05-1.08x)."""
-    return device.type == "cuda" or (device.type == "cpu" and cpu_capability() == "AVX512")
+    return fused and (device.type == "cuda" or (device.type == "cpu" and cpu_capability() == "AVX512"))
