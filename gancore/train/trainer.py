@@ -10,6 +10,7 @@ steps it writes logs, sample grids and atomic checkpoints, and resumes from them
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import math
 import os
@@ -603,6 +604,10 @@ class Trainer:
     def close(self) -> None:
         """Release the data loader and leave the process group this trainer joined."""
         self._batches = None
+        # DDP's reducers hold the process group: with them alive, gloo's threads outlive
+        # destroy_process_group and die with the interpreter, which can abort the process.
+        self.wrapped = dict(self.nets)
+        gc.collect()
         self.dist.shutdown()
 
     # -- description ---------------------------------------------------------------------------------
