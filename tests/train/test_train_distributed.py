@@ -20,6 +20,8 @@ torch.save(parameters(trainer), sys.argv[1] + f"/start{{trainer.dist.rank}}.pt")
 trainer.fit()
 torch.save(parameters(trainer), sys.argv[1] + f"/rank{{trainer.dist.rank}}.pt")
 trainer.close()
+# no DDP wrapper may outlive the group: it would keep gloo's threads alive until interpreter exit
+assert not any(isinstance(m, torch.nn.parallel.DistributedDataParallel) for m in trainer.wrapped.values())
 """
 
 
