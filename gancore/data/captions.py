@@ -1,7 +1,9 @@
 """Built-in captioned images for text-to-image GANs: the shapes of gancore.data.builtin, each drawn in a
 named colour, with a caption naming its colour, shape and position, e.g. "a red circle at the top left".
 
-The drawing is builtin.draw_shape with a palette narrowed to the named hue; the position words come from
+The drawing is builtin.draw_shape with a palette narrowed to the named hue, in one of two styles:
+"varied" (the default: rotated shapes on a dark grey ground) or "simple" (upright shapes of the simple
+shapes' size on black, anywhere in the image). The position words come from
 where the shape landed (the centroid of its edge map on a 3x3 grid), so caption and picture agree by
 construction. One template, so two full captions are equal exactly when they name the same (colour,
 shape, position): a family may compare captions to tell matching from mismatching pairs. A fraction
@@ -16,12 +18,14 @@ import random
 import numpy as np
 
 from gancore.data.base import DataError, GanDataset
-from gancore.data.builtin import SHAPES, _as_channels, _check_size, draw_shape
+from gancore.data.builtin import RADIUS_ANY, RADIUS_SIMPLE, SHAPES, _as_channels, _check_size, draw_shape
 from gancore.data.imageio import check_channels
 
 #: Named colours and their hues (HSV, in [0, 1]): six well-separated hues, 60 degrees apart.
 COLOURS = {"red": 0.0, "yellow": 1 / 6, "green": 2 / 6, "cyan": 3 / 6, "blue": 4 / 6, "magenta": 5 / 6}
 _HUE_SPREAD = 0.03
+#: Styles: (radius range, whether shapes are rotated at random, background grey range).
+STYLES = {"varied": (RADIUS_ANY, True, (0.0, 0.15)), "simple": (RADIUS_SIMPLE, False, (0.0, 0.0))}
 #: Rows and columns of the 3x3 position grid; None is the middle one, which the caption leaves unsaid.
 ROWS = ("top", None, "bottom")
 COLUMNS = ("left", None, "right")
@@ -54,10 +58,10 @@ def _grid_cell(coordinate: float) -> int:
 class ShapeCaptions(GanDataset):
     """{"image", "caption", "colour", "shape", "position"}: a shape in one of COLOURS on a dark ground, its
     caption (without the position for a fraction `partial` of the samples), and the indices of its colour
-    (in COLOURS), shape (in SHAPES) and position (in POSITIONS)."""
+    (in COLOURS), shape (in SHAPES) and position (in POSITIONS). `style`: "simple" or "varied" (STYLES)."""
 
     def __init__(self, size: int = 20000, resolution: int = 32, channels: int = 3, partial: float = 0.25,
-                 seed: int = 0) -> None:
+                 seed: int = 0, style: str = "varied") -> None:
         self.size, self.resolution, self.seed = _check_size(size), resolution, seed
         self.channels = check_channels(channels)
         if resolution < 8:
@@ -65,6 +69,9 @@ class ShapeCaptions(GanDataset):
         if not 0.0 <= partial <= 1.0:
             raise DataError(f"partial must be in [0, 1], got {partial}")
         self.partial = partial
+        if style not in STYLES:
+            raise DataError(f"style must be one of {sorted(STYLES)}, got {style!r}")
+        self.style = style
 
     def __len__(self) -> int:
         return self.size
@@ -74,8 +81,9 @@ class ShapeCaptions(GanDataset):
         colour = rng.randrange(len(COLOURS))
         hue = list(COLOURS.values())[colour]
         # draw_shape takes hue ranges modulo 1, so red's range may straddle 0.
-        palette = ((hue - _HUE_SPREAD, hue + _HUE_SPREAD), (0.8, 1.0), (0.8, 1.0), (0.0, 0.15))
-        image, edges, shape = draw_shape(rng, self.resolution, palette)
+        radius, rotate, ground = STYLES[self.style]
+        palette = ((hue - _HUE_SPREAD, hue + _HUE_SPREAD), (0.8, 1.0), (0.8, 1.0), ground)
+        image, edges, shape = draw_shape(rng, self.resolution, palette, radius, rotate)
         rim = np.asarray(edges, dtype=np.float64)
         ys, xs = np.nonzero(rim)
         if len(xs):
@@ -90,7 +98,7 @@ class ShapeCaptions(GanDataset):
                 "colour": colour, "shape": shape, "position": position}
 
     def describe(self) -> str:
-        return (f"shape captions: {len(self)} procedural {self.resolution}x{self.resolution} images of "
+        return (f"shape captions ({self.style}): {len(self)} procedural {self.resolution}x{self.resolution} images of "
                 f"{len(COLOURS)} colours x {len(SHAPES)} shapes x {len(POSITIONS)} positions, captioned")
 
 

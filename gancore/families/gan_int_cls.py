@@ -6,6 +6,9 @@ Synthesis", ICML 2016): a DCGAN conditioned on a caption.
   connected + leaky ReLU) and condition on it.
 - CLS, the matching-aware discriminator: D learns real image + right text as real, and both real image +
   wrong text and fake image + right text as fake (the paper's (log(1 - s_w) + log(1 - s_f)) / 2).
+  The wrong text (model.wrong_text) is another sample's caption: the batch rolled by one ("rolled", the
+  paper's random mismatch), or the batch's caption that shares the most words with the right one
+  ("nearest", a hard negative: D must read every word, not just the one that differs most often).
 - INT: G also learns from embeddings interpolated between two captions, beta * t1 + (1 - beta) * t2, for
   which no real image exists (beta = 0.5 in the paper); D never sees them.
 
@@ -62,6 +65,7 @@ from gancore.models.text_to_image import (
 
 TEXT_ENCODERS = ("word", "char-cnn-rnn")
 TEXT_TRAINING = ("joint", "pretrain")
+WRONG_TEXT = ("rolled", "nearest")
 #: The char-CNN-RNN's alphabet (captions are lower-cased first).
 ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 ,.;:!?'-"
 
@@ -84,6 +88,7 @@ class GanIntClsConfig:
     d_width: int = 32
     norm: str = "batch"
     cls: bool = True  # the wrong-text term of the matching-aware D (False: GAN-INT without CLS)
+    wrong_text: str = "rolled"  # "rolled" (the paper's random mismatch) or "nearest" (a hard negative)
     interpolate: bool = True  # the INT term of G
     int_beta: float = 0.5
     lr_g: float = 2e-3
@@ -95,6 +100,7 @@ class GanIntClsConfig:
         check_choice("model.text_encoder", self.text_encoder, TEXT_ENCODERS)
         check_choice("model.text_training", self.text_training, TEXT_TRAINING)
         check_choice("model.norm", self.norm, NORMS)
+        check_choice("model.wrong_text", self.wrong_text, WRONG_TEXT)
         check_choice("model.channels", self.channels, (1, 3))
         check_power_of_two("model.resolution", self.resolution)
         for key in ("latent_dim", "text_dim", "proj_dim", "g_width", "d_width"):
@@ -134,6 +140,18 @@ def structured_loss(image: torch.Tensor, text: torch.Tensor, same: torch.Tensor)
             + (F.relu(1 + scores - right[None, :]) * negative).sum()) / count
     accuracy = same[torch.arange(len(same)), scores.argmax(1)].float().mean()
     return loss, accuracy
+
+
+def nearest_other_caption(tokens: torch.Tensor) -> torch.Tensor:
+    """For each caption (row of token ids), the index of the batch's caption that shares the most tokens
+    with it in the same places without being equal to it; ties go to the first one after it, cyclically.
+    A caption with no different caption in the batch gets its own index."""
+    n, index = len(tokens), torch.arange(len(tokens), device=tokens.device)
+    shared = (tokens[:, None, :] == tokens[None, :, :]).sum(-1)
+    equal = shared == tokens.shape[1]
+    after = (index[None, :] - index[:, None]) % n  # 1 for the next one, ..., n - 1 for the one before
+    best = (shared * n + (n - after)).masked_fill(equal, -1).argmax(1)
+    return torch.where(equal.all(1), index, best)
 
 
 @register_family
@@ -235,10 +253,10 @@ class GanIntCls(Family):
     # -- losses ------------------------------------------------------------------------------------
 
     def _captions(self, ctx: PhaseContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right tokens, wrong tokens (another sample's caption: the batch rolled by one), and where the
+        """Right tokens, wrong tokens (another sample's caption, by model.wrong_text), and where the
         wrong caption really differs from the right one."""
         right = self.encode(ctx.batch["caption"], ctx.batch[self.spec.key].device)
-        wrong = right.roll(1, 0)
+        wrong = right.roll(1, 0) if self.config.wrong_text == "rolled" else right[nearest_other_caption(right)]
         return right, wrong, (wrong != right).any(1)
 
     def loss_d(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from gancore.data import Shapes
 from gancore.data.builtin import SHAPES
 from gancore.data.captions import COLOURS, ShapeCaptions, random_caption
 from gancore.families.base import ConfigError, DataSpec, PhaseContext
-from gancore.families.gan_int_cls import GanIntCls, structured_loss
+from gancore.families.gan_int_cls import GanIntCls, nearest_other_caption, structured_loss
 from gancore.models.text_to_image import (
     CharCNNRNN,
     JointTextDiscriminator,
@@ -147,6 +147,24 @@ def test_wrong_captions_equal_to_the_right_one_are_left_out():
     ctx.batch["caption"] = ["a red circle in the center"] * 2 + ["a blue cross at the top"] * 2
     _, _, differs = family._captions(ctx)
     assert differs.tolist() == [True, False, True, False]
+
+
+def test_nearest_wrong_captions_share_the_most_words():
+    tokens = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 5], [1, 6, 7, 8], [1, 2, 3, 4], [1, 6, 7, 9]])
+    assert nearest_other_caption(tokens).tolist() == [1, 3, 4, 1, 2]  # never an equal one; ties: the next one
+    assert nearest_other_caption(tokens[:1].repeat(3, 1)).tolist() == [0, 1, 2]  # nothing differs: itself
+    family = _family(wrong_text="nearest")
+    nets = {k: v.module for k, v in family.build(DataSpec("image", (3, 16, 16))).items()}
+    ctx = _context(family, nets, n=4)
+    ctx.batch["caption"] = ["a red circle at the top", "a blue cross in the center", "a red square at the top",
+                            "a blue cross in the center"]
+    right, wrong, differs = family._captions(ctx)
+    # the blue crosses share only "a" and "the" with the red captions: a tie, broken by the next one
+    assert family.decode(wrong) == ["a red square at the top", "a red square at the top",
+                                    "a red circle at the top", "a red circle at the top"]
+    assert differs.all()
+    with pytest.raises(ConfigError, match="model.wrong_text"):
+        GanIntCls.Config(wrong_text="random")
 
 
 def test_generator_loss_adds_the_interpolated_captions():
