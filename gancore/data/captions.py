@@ -2,8 +2,9 @@
 named colour, with a caption naming its colour, shape and position, e.g. "a red circle at the top left".
 
 The drawing is builtin.draw_shape with a palette narrowed to the named hue, in one of two styles:
-"varied" (the default: rotated shapes on a dark grey ground) or "simple" (upright shapes of the simple
-shapes' size on black, anywhere in the image). The position words come from
+builtin.STYLES' "varied" (the default: rotated shapes on a dark grey ground) or "simple" (upright
+shapes of the simple shapes' size on black), with the named hue instead of the style's colours and the
+shape anywhere in the image (the position words need every position). The position words come from
 where the shape landed (the centroid of its edge map on a 3x3 grid), so caption and picture agree by
 construction. One template, so two full captions are equal exactly when they name the same (colour,
 shape, position): a family may compare captions to tell matching from mismatching pairs. A fraction
@@ -18,14 +19,12 @@ import random
 import numpy as np
 
 from gancore.data.base import DataError, GanDataset
-from gancore.data.builtin import RADIUS_ANY, RADIUS_SIMPLE, SHAPES, _as_channels, _check_size, draw_shape
+from gancore.data.builtin import SHAPES, STYLES, _as_channels, _check_size, draw_shape
 from gancore.data.imageio import check_channels
 
 #: Named colours and their hues (HSV, in [0, 1]): six well-separated hues, 60 degrees apart.
 COLOURS = {"red": 0.0, "yellow": 1 / 6, "green": 2 / 6, "cyan": 3 / 6, "blue": 4 / 6, "magenta": 5 / 6}
 _HUE_SPREAD = 0.03
-#: Styles: (radius range, whether shapes are rotated at random, background grey range).
-STYLES = {"varied": (RADIUS_ANY, True, (0.0, 0.15)), "simple": (RADIUS_SIMPLE, False, (0.0, 0.0))}
 #: Rows and columns of the 3x3 position grid; None is the middle one, which the caption leaves unsaid.
 ROWS = ("top", None, "bottom")
 COLUMNS = ("left", None, "right")
@@ -58,7 +57,7 @@ def _grid_cell(coordinate: float) -> int:
 class ShapeCaptions(GanDataset):
     """{"image", "caption", "colour", "shape", "position"}: a shape in one of COLOURS on a dark ground, its
     caption (without the position for a fraction `partial` of the samples), and the indices of its colour
-    (in COLOURS), shape (in SHAPES) and position (in POSITIONS). `style`: "simple" or "varied" (STYLES)."""
+    (in COLOURS), shape (in SHAPES) and position (in POSITIONS). `style`: "varied" or "simple" (builtin.STYLES)."""
 
     def __init__(self, size: int = 20000, resolution: int = 32, channels: int = 3, partial: float = 0.25,
                  seed: int = 0, style: str = "varied") -> None:
@@ -81,8 +80,8 @@ class ShapeCaptions(GanDataset):
         colour = rng.randrange(len(COLOURS))
         hue = list(COLOURS.values())[colour]
         # draw_shape takes hue ranges modulo 1, so red's range may straddle 0.
-        radius, rotate, ground = STYLES[self.style]
-        palette = ((hue - _HUE_SPREAD, hue + _HUE_SPREAD), (0.8, 1.0), (0.8, 1.0), ground)
+        style_palette, radius, rotate, _ = STYLES[self.style]  # the style's ground, size and angle
+        palette = ((hue - _HUE_SPREAD, hue + _HUE_SPREAD), (0.8, 1.0), (0.8, 1.0), style_palette[3])
         image, edges, shape = draw_shape(rng, self.resolution, palette, radius, rotate)
         rim = np.asarray(edges, dtype=np.float64)
         ys, xs = np.nonzero(rim)
