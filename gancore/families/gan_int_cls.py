@@ -87,6 +87,7 @@ class GanIntClsConfig:
     g_width: int = 32
     d_width: int = 32
     norm: str = "batch"
+    joint_norm: str = "none"  # after D's 1x1 conv on [image | text]; "batch": the paper's, per caption batch
     cls: bool = True  # the wrong-text term of the matching-aware D (False: GAN-INT without CLS)
     wrong_text: str = "rolled"  # "rolled" (the paper's random mismatch) or "nearest" (a hard negative)
     interpolate: bool = True  # the INT term of G
@@ -100,6 +101,7 @@ class GanIntClsConfig:
         check_choice("model.text_encoder", self.text_encoder, TEXT_ENCODERS)
         check_choice("model.text_training", self.text_training, TEXT_TRAINING)
         check_choice("model.norm", self.norm, NORMS)
+        check_choice("model.joint_norm", self.joint_norm, NORMS)
         check_choice("model.wrong_text", self.wrong_text, WRONG_TEXT)
         check_choice("model.channels", self.channels, (1, 3))
         check_power_of_two("model.resolution", self.resolution)
@@ -221,7 +223,8 @@ class GanIntCls(Family):
             text = WordTextEncoder(len(self.vocab), c.text_dim)
         else:
             text = CharCNNRNN(len(self.vocab), c.text_dim)
-        critic = MatchingAwareDiscriminator(c.text_dim, c.proj_dim, c.resolution, c.channels, c.d_width, c.norm)
+        critic = MatchingAwareDiscriminator(c.text_dim, c.proj_dim, c.resolution, c.channels, c.d_width, c.norm,
+                                            c.joint_norm)
         nets = {"G": Network(TextConditionedGenerator(c.latent_dim, c.text_dim, c.proj_dim, c.resolution,
                                                       c.channels, c.g_width, c.norm),
                              lr=c.lr_g, betas=c.betas, ema=True)}

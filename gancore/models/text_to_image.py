@@ -8,7 +8,7 @@
 - The matching-aware discriminator runs DCGAN's convolutions down to 4x4, compresses the embedding the
   same way, tiles it over the 4x4 map, concatenates it depth-wise, and scores the pair with a 1x1 then a
   4x4 convolution. One call scores one image batch against several caption batches (right and wrong
-  text) with one pass through the convolutions.
+  text) with one pass through the image convolutions.
 - ImageEmbedder: the image side of the symmetric structured loss that pretrains a text encoder (the paper
   used GoogLeNet features; here a DCGAN-style convolution stack).
 """
@@ -91,28 +91,38 @@ class TextConditionedGenerator(nn.Module):
 
 
 class MatchingAwareDiscriminator(nn.Module):
-    """(images, text embedding) -> one logit per pair, (N,): does the image look real AND match the text?"""
+    """(images, text embedding) -> one logit per pair, (N,): does the image look real AND match the text?
+
+    `joint_norm` is the norm after the 1x1 convolution on [image features | text]. The paper batch-normalises
+    every convolution; "batch" does so here too, over each caption batch on its own, as separate forward
+    passes would. Batch statistics taken over right and wrong pairs together would let D tell a batch of
+    fake pairs (all claiming their captions) from real ones by the statistics alone, so they are never
+    mixed. "none" (a bias, no norm) is the default: it bound captions best (docs/text-to-image.md)."""
 
     def __init__(self, text_dim: int, proj_dim: int, resolution: int = 64, channels: int = 3, width: int = 64,
-                 norm: str = "batch") -> None:
+                 norm: str = "batch", joint_norm: str = "none") -> None:
         super().__init__()
         convs = DCGANDiscriminator(resolution, channels, width, norm).net
         self.features = convs[:-1]  # down to (width * 2^k, 4, 4); the last 4x4 conv is replaced by `head`
         depth = convs[-1].in_channels
         self.project = TextProjection(text_dim, proj_dim)
-        self.joint = nn.Sequential(nn.Conv2d(depth + proj_dim, depth, 1, bias=norm == "none"), _norm(norm, depth),
-                                   nn.LeakyReLU(0.2, inplace=True))
+        self.joint = nn.Sequential(nn.Conv2d(depth + proj_dim, depth, 1, bias=joint_norm == "none"),
+                                   _norm(joint_norm, depth), nn.LeakyReLU(0.2, inplace=True))
         self.head = nn.Conv2d(depth, 1, 4)
+        self.per_caption_batch = joint_norm == "batch"
         dcgan_init_(self)
 
     def forward(self, images: torch.Tensor, *texts: torch.Tensor) -> torch.Tensor:
         """Logits (len(texts), N) of the images paired with each batch of text embeddings in turn; the
-        convolutions run once, the pairs go through `joint` and `head` as one batch."""
+        image convolutions run once."""
         features = self.features(images)
-        k = len(texts)
-        tiled = self.project(torch.cat(texts))[:, :, None, None].expand(-1, -1, *features.shape[2:])
-        pairs = torch.cat([features.repeat(k, 1, 1, 1), tiled.to(features.dtype)], dim=1)
-        return self.head(self.joint(pairs)).reshape(k, images.shape[0])
+        if self.per_caption_batch:
+            return torch.stack([self._score(features, text) for text in texts])
+        return self._score(features.repeat(len(texts), 1, 1, 1), torch.cat(texts)).reshape(len(texts), -1)
+
+    def _score(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        tiled = self.project(text)[:, :, None, None].expand(-1, -1, *features.shape[2:])
+        return self.head(self.joint(torch.cat([features, tiled.to(features.dtype)], dim=1))).reshape(-1)
 
 
 class JointTextDiscriminator(nn.Module):
