@@ -109,14 +109,13 @@ class MatchingAwareDiscriminator(nn.Module):
         self.joint = nn.Sequential(nn.Conv2d(depth + proj_dim, depth, 1, bias=joint_norm == "none"),
                                    _norm(joint_norm, depth), nn.LeakyReLU(0.2, inplace=True))
         self.head = nn.Conv2d(depth, 1, 4)
-        self.per_caption_batch = joint_norm == "batch"
         dcgan_init_(self)
 
     def forward(self, images: torch.Tensor, *texts: torch.Tensor) -> torch.Tensor:
         """Logits (len(texts), N) of the images paired with each batch of text embeddings in turn; the
         image convolutions run once."""
         features = self.features(images)
-        if self.per_caption_batch:
+        if isinstance(self.joint[1], nn.BatchNorm2d):  # batch statistics: one caption batch at a time
             return torch.stack([self._score(features, text) for text in texts])
         return self._score(features.repeat(len(texts), 1, 1, 1), torch.cat(texts)).reshape(len(texts), -1)
 
