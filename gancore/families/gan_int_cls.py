@@ -65,7 +65,7 @@ from gancore.models.text_to_image import (
 
 TEXT_ENCODERS = ("word", "char-cnn-rnn")
 TEXT_TRAINING = ("joint", "pretrain")
-WRONG_TEXT = ("rolled", "nearest")
+WRONG_TEXT = ("rolled", "nearest", "swapped")
 #: The char-CNN-RNN's alphabet (captions are lower-cased first).
 ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 ,.;:!?'-"
 
@@ -154,6 +154,16 @@ def nearest_other_caption(tokens: torch.Tensor) -> torch.Tensor:
     after = (index[None, :] - index[:, None]) % n  # 1 for the next one, ..., n - 1 for the one before
     best = (shared * n + (n - after)).masked_fill(equal, -1).argmax(1)
     return torch.where(equal.all(1), index, best)
+
+
+def swap_one_word(tokens: torch.Tensor, donors: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
+    """Each caption (row of token ids) with one word replaced by the donor caption's word in the same place:
+    of the places where both hold a word (not a special token) and the two differ, the one where `draw`
+    (uniform, the shape of `tokens`) is largest. A caption with no such place is left as it is."""
+    words = (tokens >= len(Vocabulary.SPECIALS)) & (donors >= len(Vocabulary.SPECIALS)) & (tokens != donors)
+    place = draw.masked_fill(~words, float("-inf")).argmax(1, keepdim=True)
+    swapped = tokens.scatter(1, place, donors.gather(1, place))
+    return torch.where(words.any(1, keepdim=True), swapped, tokens)
 
 
 @register_family
@@ -259,7 +269,12 @@ class GanIntCls(Family):
         """Right tokens, wrong tokens (another sample's caption, by model.wrong_text), and where the
         wrong caption really differs from the right one."""
         right = self.encode(ctx.batch["caption"], ctx.batch[self.spec.key].device)
-        wrong = right.roll(1, 0) if self.config.wrong_text == "rolled" else right[nearest_other_caption(right)]
+        if self.config.wrong_text == "rolled":
+            wrong = right.roll(1, 0)
+        elif self.config.wrong_text == "nearest":
+            wrong = right[nearest_other_caption(right)]
+        else:
+            wrong = swap_one_word(right, right.roll(1, 0), ctx.rand(right.shape[1]).to(right.device))
         return right, wrong, (wrong != right).any(1)
 
     def loss_d(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:

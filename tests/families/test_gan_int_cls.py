@@ -13,7 +13,7 @@ from gancore.data import Shapes
 from gancore.data.builtin import SHAPES
 from gancore.data.captions import COLOURS, ShapeCaptions, random_caption
 from gancore.families.base import ConfigError, DataSpec, PhaseContext
-from gancore.families.gan_int_cls import GanIntCls, nearest_other_caption, structured_loss
+from gancore.families.gan_int_cls import GanIntCls, nearest_other_caption, structured_loss, swap_one_word
 from gancore.models.text_to_image import (
     CharCNNRNN,
     JointTextDiscriminator,
@@ -176,6 +176,29 @@ def test_nearest_wrong_captions_share_the_most_words():
     assert differs.all()
     with pytest.raises(ConfigError, match="model.wrong_text"):
         GanIntCls.Config(wrong_text="random")
+
+
+def test_swapped_wrong_captions_differ_from_the_right_one_in_one_word():
+    # ids 0-3 are special (<pad>, <bos>, <eos>, <unk>); words start at 4
+    tokens = torch.tensor([[1, 4, 5, 6, 2], [1, 4, 7, 8, 2], [1, 4, 5, 2, 0], [1, 4, 5, 2, 0]])
+    donors = tokens.roll(1, 0)
+    draw = torch.tensor([[0.9, 0.1, 0.2, 0.3, 0.8], [0.0, 0.5, 0.6, 0.4, 0.9], [0.5] * 5, [0.5] * 5])
+    # the donor of row i is row i - 1; of the word places that differ, the one with the largest draw is swapped
+    swapped = swap_one_word(tokens, donors, draw)
+    assert swapped.tolist() == [[1, 4, 5, 6, 2],  # against [1, 4, 5, 2, 0]: no place where both hold other words
+                                [1, 4, 5, 8, 2],  # against row 0: places 2 and 3 differ, 2 drew more
+                                [1, 4, 7, 2, 0],  # against row 1: place 2 (5 vs 7); place 3 is <eos>
+                                [1, 4, 5, 2, 0]]  # against row 2: equal captions, nothing to swap
+    family = _family(wrong_text="swapped")
+    nets = {k: v.module for k, v in family.build(DataSpec("image", (3, 16, 16))).items()}
+    ctx = _context(family, nets, n=4)
+    ctx.batch["caption"] = ["a red circle at the top", "a blue cross in the center", "a red square at the top",
+                            "a red square at the top"]
+    right, wrong, differs = family._captions(ctx)
+    assert differs.tolist() == [True, True, True, False]
+    assert ((wrong != right).sum(1) == differs.long()).all()  # one word changed where anything changed
+    # the first caption differs from its donor (the last) only in the shape, so its wrong caption is the donor
+    assert (wrong[0] == right[3]).all()
 
 
 def test_generator_loss_adds_the_interpolated_captions():
