@@ -19,6 +19,7 @@
 
 #include "common/batch_norm_math.h"
 #include "cpu/isa.h"
+#include "cpu/huge_pages.h"
 #include "tensor_utils.h"
 
 namespace gancore {
@@ -133,7 +134,7 @@ at::Tensor apply_into(const at::Tensor& x, const c10::optional<at::Tensor>& weig
   if (has_res) check_like_x(*residual, x, "residual");
   check_channel_vector(mean, "mean", geo.g);
   check_channel_vector(rstd, "rstd", geo.g);
-  auto out = at::empty_like(x);
+  auto out = empty_output_like(x);
   if (x.numel() == 0) return out;
   const int64_t N = geo.g.N, C = geo.g.C, S = geo.g.S;
   GANCORE_BN_DISPATCH(x, "batch_norm_act_apply_cpu", [&] {
@@ -241,7 +242,7 @@ at::Tensor grad_input_of(const at::Tensor& grad, const at::Tensor& x, const c10:
     check_channel_vector(*coef_dy, "coef_dy", geo.g);
     check_channel_vector(*coef_dyx, "coef_dyx", geo.g);
   }
-  auto dx = at::empty_like(x);
+  auto dx = empty_output_like(x);
   if (x.numel() == 0) return dx;
   const int64_t N = geo.g.N, C = geo.g.C, S = geo.g.S;
   GANCORE_BN_DISPATCH(x, "batch_norm_act_grad_input_cpu", [&] {

@@ -12,6 +12,7 @@
 
 #include "cpu/isa.h"
 #include "common/gan_loss_math.h"
+#include "cpu/huge_pages.h"
 #include "tensor_utils.h"
 
 namespace gancore {
@@ -77,7 +78,7 @@ at::Tensor interpolate_forward(const at::Tensor& real, const at::Tensor& fake, c
   const auto geom = sample_geometry("gp_interpolate", real, {&fake});
   const int64_t N = geom.first, S = geom.second;
   check_per_sample("gp_interpolate", "alpha", alpha, N, acc_type_of(real.scalar_type()));
-  auto out = at::empty_like(real);
+  auto out = empty_output_like(real);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, real.scalar_type(), "gp_interpolate_forward_cpu", [&] {
     using A = acc_t<scalar_t>;
     GP_CALL(interpolate, real.data_ptr<scalar_t>(), fake.data_ptr<scalar_t>(), alpha.data_ptr<A>(),
@@ -94,8 +95,8 @@ std::vector<at::Tensor> interpolate_backward(const at::Tensor& grad, const at::T
   const int64_t N = geom.first, S = geom.second;
   const auto acc = acc_type_of(real.scalar_type());
   check_per_sample("gp_interpolate backward", "alpha", alpha, N, acc);
-  at::Tensor dreal = need_real ? at::empty_like(real) : at::Tensor();
-  at::Tensor dfake = need_fake ? at::empty_like(real) : at::Tensor();
+  at::Tensor dreal = need_real ? empty_output_like(real) : at::Tensor();
+  at::Tensor dfake = need_fake ? empty_output_like(real) : at::Tensor();
   at::Tensor partial = need_alpha ? at::empty({N, gp_base::gp_chunks(S)}, real.options().dtype(at::kDouble))
                                   : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, real.scalar_type(), "gp_interpolate_backward_cpu", [&] {
@@ -146,7 +147,7 @@ at::Tensor norm_penalty_backward(const at::Tensor& grad, const at::Tensor& g, co
   check_per_sample("gradient_norm_penalty backward", "coef", coef, N, acc);
   TORCH_CHECK(grad.numel() == 1, "gradient_norm_penalty backward: grad must be a scalar, got ", grad.sizes());
   const at::Tensor scale = (coef * grad.to(acc).reshape({})).contiguous();
-  auto dg = at::empty_like(g);
+  auto dg = empty_output_like(g);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "gradient_norm_penalty_backward_cpu", [&] {
     using A = acc_t<scalar_t>;
     GP_CALL(scale_samples, g.data_ptr<scalar_t>(), scale.data_ptr<A>(), dg.data_ptr<scalar_t>(), N, S);

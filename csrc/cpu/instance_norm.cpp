@@ -16,6 +16,7 @@
 
 #include "cpu/isa.h"
 #include "common/instance_norm_math.h"
+#include "cpu/huge_pages.h"
 #include "tensor_utils.h"
 
 namespace gancore {
@@ -60,7 +61,7 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Ten
   const int64_t N = geo.N, C = geo.C, S = geo.S;
   const auto acc = geo.acc;
   if (residual.has_value() && residual->defined()) check_like_x(*residual, x, "residual");
-  auto out = at::empty_like(x);
+  auto out = empty_output_like(x);
   auto mean = at::empty({N, C}, x.options().dtype(acc));
   auto rstd = at::empty({N, C}, x.options().dtype(acc));
   if (x.numel() == 0) return {out, mean, rstd};
@@ -92,7 +93,7 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, co
   const auto acc = geo.acc;
   check_like_x(grad, x, "grad");
   check_stats(mean, rstd, geo);
-  at::Tensor dx = need_input ? at::empty_like(x) : at::Tensor();
+  at::Tensor dx = need_input ? empty_output_like(x) : at::Tensor();
   auto sums = at::empty({2, N, C}, x.options().dtype(at::kDouble));
   if (x.numel() > 0) {
     const bool avx2 = cpu_use_avx2();

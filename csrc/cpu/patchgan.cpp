@@ -11,6 +11,7 @@
 
 #include "cpu/isa.h"
 #include "common/gan_loss_math.h"
+#include "cpu/huge_pages.h"
 #include "tensor_utils.h"
 
 namespace gancore {
@@ -153,7 +154,7 @@ std::vector<at::Tensor> backward(const at::Tensor& dz, const at::Tensor& h, cons
   TORCH_CHECK(dz.sizes() == at::IntArrayRef({g.N, g.OH, g.OW}) && dz.is_contiguous() && dz.scalar_type() == acc,
               "patchgan_loss backward: dz must be a contiguous (", g.N, ", ", g.OH, ", ", g.OW, ") tensor of ", acc,
               ", got ", dz.sizes(), " ", dz.scalar_type());
-  at::Tensor dh = need_input ? at::empty_like(h) : at::Tensor();
+  at::Tensor dh = need_input ? empty_output_like(h) : at::Tensor();
   const int64_t rows = cl ? g.N * patch_base::row_blocks(g.H) : g.N;
   auto staging = at::empty({rows, g.C * g.taps()}, h.options().dtype(acc));
   auto dweight = at::empty({1, g.C, g.KH, g.KW}, h.options().dtype(acc));
