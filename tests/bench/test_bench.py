@@ -38,7 +38,7 @@ def test_worker_runs_the_instance_norm_suite(tiny_shapes, tmp_path):
     assert result["error"] is None
     rows = result["rows"]
     contenders = {r["contender"] for r in rows}
-    assert contenders == {"floor: copy_", "floor: clone", "eager", "gancore", "torch.compile"}
+    assert contenders == {"floor: copy_", "floor: clone", "floor: clone + add", "eager", "gancore", "torch.compile"}
     assert len(rows) == instance_norm.count(BenchContext(device=torch.device("cpu"), quick=True))
     assert all(r["ms"] > 0 and r["alloc"] == "default" and r["baseline"] == "eager" for r in rows)
     gancore_rows = [r for r in rows if r["contender"] == "gancore"]

@@ -1,4 +1,5 @@
-"""The CPU kernels put their large outputs on transparent huge pages (csrc/cpu/huge_pages.h).
+"""With GANCORE_HUGE_PAGES=1 the CPU kernels put their large outputs on transparent huge pages
+(csrc/cpu/huge_pages.h); by default they do not.
 
 Each check runs in a fresh process, so glibc's default allocator maps every 16 MiB tensor afresh and no
 earlier test's allocator setting or tensors interfere. The checks read the kernel's own account of the
@@ -56,12 +57,13 @@ def _huge_kib(**env: str) -> list[int]:
     return [int(v) for v in done.stdout.split()]
 
 
-def test_large_outputs_are_on_huge_pages_and_plain_tensors_are_not():
-    forward, backward, batch_norm, plain = _huge_kib()
+def test_with_gancore_huge_pages_1_large_outputs_are_on_huge_pages_and_plain_tensors_are_not():
+    forward, backward, batch_norm, plain = _huge_kib(GANCORE_HUGE_PAGES="1")
     # 16 MiB outputs hold at least 7 whole huge pages; the kernel may still back a few with small ones
     assert forward >= 4096 and backward >= 4096 and batch_norm >= 4096, (forward, backward, batch_norm)
     assert plain == 0  # torch.randn_like's tensor: what the kernels' outputs would be without the advice
 
 
-def test_gancore_huge_pages_0_turns_the_advice_off():
+def test_by_default_outputs_stay_on_small_pages():
+    assert _huge_kib() == [0, 0, 0, 0]
     assert _huge_kib(GANCORE_HUGE_PAGES="0") == [0, 0, 0, 0]

@@ -1,7 +1,8 @@
 """instance_norm_act against eager PyTorch and torch.compile at pix2pix / CycleGAN / pix2pixHD shapes.
 
 Every case is timed forward and forward+backward, with the floors of any out-of-place op measured
-in the same process: a copy into an existing tensor (`copy_`) and `clone()` (allocate + copy).
+in the same process: a copy into an existing tensor (`copy_`) and `clone()` (allocate + copy) for the
+forward, and `clone()` plus `x + grad` (two fresh tensors, the same bytes) for forward+backward.
 Bytes moved are the op's compulsory traffic (forward: read x, write out; backward adds read grad,
 read x, write dx), the same for every contender, so GB/s compare directly with the floors.
 
@@ -73,8 +74,8 @@ def _plan(ctx: BenchContext) -> list[tuple[str, torch.dtype, str]]:
 
 
 def count(ctx: BenchContext) -> int:
-    # two floors, then forward and forward+backward for each contender; overhead: 2 contenders per row
-    per_case = sum(2 + 2 * (3 if dtype == torch.float32 else 2) for _, dtype, _ in _plan(ctx))
+    # three floors, then forward and forward+backward for each contender; overhead: 2 contenders per row
+    per_case = sum(3 + 2 * (3 if dtype == torch.float32 else 2) for _, dtype, _ in _plan(ctx))
     return per_case + 2 * (2 + len(NETWORK_SHAPES))
 
 
@@ -131,6 +132,9 @@ def _case(ctx: BenchContext, name: str, shape, dtype: torch.dtype, layout: str) 
     floors = {"floor: copy_": lambda: dst.copy_(x), "floor: clone": lambda: x.clone()}
     for contender, fn in floors.items():
         yield {"case": f"{label} fwd", "contender": contender, "bytes": 2 * nbytes, **ctx.time(fn)}
+    # forward+backward's floor: the same compulsory traffic into two fresh tensors (out, then dx)
+    yield {"case": f"{label} fwd+bwd", "contender": "floor: clone + add", "bytes": 5 * nbytes,
+           **ctx.time(lambda: (x.clone(), torch.add(x, grad)))}
 
     xg = x.detach().clone().requires_grad_(True)
     contenders = _contenders(dtype, label)
