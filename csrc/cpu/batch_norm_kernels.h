@@ -11,8 +11,76 @@
 // Planes per parallel task: at least ~32K elements, so small planes do not drown in scheduling.
 inline int64_t plane_grain(int64_t S) { return std::max<int64_t>(1, (32 * 1024) / std::max<int64_t>(S, 1)); }
 
+// Small NCHW planes (S <= 64: DCGAN's 8x8 and 4x4 maps at batch 64) would spend their time in one
+// horizontal reduction and one double merge per plane. They go by channel blocks instead: a task takes
+// a run of neighbouring channels (up to kRun contiguous values) from each of the N images and sums per
+// position, reducing once per chunk of kSmallPlanes planes. Each channel's result depends only on N and
+// S, not on the blocks, so it is the same whatever the thread count. (At S = 256 the per-plane walk is
+// faster: its reductions are long enough.)
+constexpr int64_t kRun = 1024;
+constexpr int64_t kSmallPlanes = 8;  // per chunk: a per-position sum adds at most 8 values (offset inputs)
+
+inline bool small_planes(int64_t N, int64_t S) { return N > 1 && S * kSmallPlanes <= kChunk; }
+
+inline int64_t channels_per_block(int64_t C, int64_t S) {
+  return std::max<int64_t>(1, std::min<int64_t>(kRun / S, (C + 3) / 4));  // at least 4 blocks to share out
+}
+
+// The sum of n per-position partial sums, in double.
+template <typename A>
+inline double lane_total(const A* p, int64_t n) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(p[i]);
+  return s;
+}
+
+template <typename T, typename A>
+void stats_nchw_small(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* m2) {
+  const int64_t width = channels_per_block(C, S), blocks = (C + width - 1) / width;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<A> lane(width * S), centre(width);
+    std::vector<Moments> m(width);
+    A* l = lane.data();
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t c0 = b * width, nc = std::min(width, C - c0), W = nc * S;
+      std::fill(m.begin(), m.end(), Moments());
+      for (int64_t n0 = 0; n0 < N; n0 += kSmallPlanes) {
+        const int64_t n1 = std::min(N, n0 + kSmallPlanes);
+        const double len = static_cast<double>((n1 - n0) * S);
+        std::fill(l, l + W, A(0));
+        for (int64_t n = n0; n < n1; ++n) {
+          const T* p = x + (n * C + c0) * S;
+#pragma omp simd
+          for (int64_t j = 0; j < W; ++j) l[j] += to_acc<A>(p[j]);
+        }
+        for (int64_t k = 0; k < nc; ++k) centre[k] = static_cast<A>(lane_total(l + k * S, S) / len);
+        std::fill(l, l + W, A(0));
+        for (int64_t n = n0; n < n1; ++n) {
+          for (int64_t k = 0; k < nc; ++k) {
+            const T* p = x + (n * C + c0 + k) * S;
+            A* lk = l + k * S;
+            const A mk = centre[k];
+#pragma omp simd
+            for (int64_t i = 0; i < S; ++i) {
+              const A d = to_acc<A>(p[i]) - mk;
+              lk[i] += d * d;
+            }
+          }
+        }
+        for (int64_t k = 0; k < nc; ++k) m[k].merge(len, static_cast<double>(centre[k]), lane_total(l + k * S, S));
+      }
+      for (int64_t k = 0; k < nc; ++k) {
+        mean[c0 + k] = static_cast<A>(m[k].mean);
+        m2[c0 + k] = static_cast<A>(m[k].m2);
+      }
+    }
+  });
+}
+
 template <typename T, typename A>
 void stats_nchw(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* m2) {
+  if (small_planes(N, S)) return stats_nchw_small<T, A>(x, N, C, S, mean, m2);
   std::vector<double> part_mean(N * C), part_m2(N * C);
   at::parallel_for(0, N * C, plane_grain(S), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
@@ -142,10 +210,58 @@ void plane_grad_sums3(const T* g, const T* x, int64_t n, A mean, A rstd, A scale
   sums[0] = t1, sums[1] = t2, sums[2] = t3;
 }
 
+// The sums of grad_sums_nchw for small planes, by channel blocks as in stats_nchw_small.
+template <bool PRELU, typename T, typename A>
+void grad_sums_nchw_small(const T* g, const T* x, int64_t N, int64_t C, int64_t S, const A* mean, const A* rstd,
+                          const BnParams<A>& prm, A* out) {
+  const int64_t width = channels_per_block(C, S), blocks = (C + width - 1) / width;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<A> lanes(3 * width * S);
+    std::vector<double> total(3 * width);
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t c0 = b * width, nc = std::min(width, C - c0), W = nc * S;
+      A *l1 = lanes.data(), *l2 = l1 + W, *l3 = l2 + W;
+      std::fill(total.begin(), total.end(), 0.0);
+      for (int64_t n0 = 0; n0 < N; n0 += kSmallPlanes) {
+        std::fill(l1, l1 + 3 * W, A(0));
+        for (int64_t n = n0; n < std::min(N, n0 + kSmallPlanes); ++n) {
+          for (int64_t k = 0; k < nc; ++k) {
+            const int64_t c = c0 + k, o = (n * C + c) * S;
+            const T *gp = g + o, *xp = x + o;
+            const A mk = mean[c], scale = rstd[c] * prm.w(c), shift = prm.b(c), slope = prm.s(c);
+            A *s1 = l1 + k * S, *s2 = l2 + k * S, *s3 = l3 + k * S;
+#pragma omp simd
+            for (int64_t i = 0; i < S; ++i) {
+              const A centred = to_acc<A>(xp[i]) - mk;
+              const A y = centred * scale + shift;
+              const A gv = to_acc<A>(gp[i]);
+              const A dy = gv * leaky_grad(y, slope);
+              s1[i] += dy;
+              s2[i] += dy * centred;
+              if constexpr (PRELU) s3[i] += prelu_weight_grad(gv, y);
+            }
+          }
+        }
+        for (int64_t k = 0; k < nc; ++k) {
+          total[3 * k] += lane_total(l1 + k * S, S);
+          total[3 * k + 1] += lane_total(l2 + k * S, S) * static_cast<double>(rstd[c0 + k]);
+          total[3 * k + 2] += lane_total(l3 + k * S, S);
+        }
+      }
+      for (int64_t k = 0; k < nc; ++k)
+        for (int j = 0; j < 3; ++j) out[j * C + c0 + k] = static_cast<A>(total[3 * k + j]);
+    }
+  });
+}
+
 // Per-channel sums (3, C): sum dy, sum dy * xhat, sum g * min(y, 0) (0 without PReLU).
 template <typename T, typename A>
 void grad_sums_nchw(const T* g, const T* x, int64_t N, int64_t C, int64_t S, const A* mean, const A* rstd,
                     const BnParams<A>& prm, A* out) {
+  if (small_planes(N, S)) {
+    if (prm.prelu != nullptr) return grad_sums_nchw_small<true, T, A>(g, x, N, C, S, mean, rstd, prm, out);
+    return grad_sums_nchw_small<false, T, A>(g, x, N, C, S, mean, rstd, prm, out);
+  }
   std::vector<double> part(N * C * 3);
   at::parallel_for(0, N * C, plane_grain(S), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {

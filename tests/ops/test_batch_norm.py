@@ -20,6 +20,7 @@ SHAPES = [
     (6, 4),  # BatchNorm1d on (N, C)
     (2, 3, 9),  # BatchNorm1d on (N, C, L)
     (2, 3, 2, 3, 4),  # 3-D
+    (19, 7, 4, 4),  # small planes: several channel blocks (the last one short) and plane chunks
 ]
 
 
@@ -141,9 +142,10 @@ def test_buffers_in_another_dtype_are_updated_in_their_own():
     torch.testing.assert_close(rv, erv, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(4, 8, 16, 16), (40, 8, 4, 4)])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_large_offset_keeps_statistics_exact(impl, layout):
-    x, w, b, _, rm, rv = _inputs((4, 8, 16, 16), torch.float32, layout, offset=1e4)
+def test_large_offset_keeps_statistics_exact(impl, layout, shape):
+    x, w, b, _, rm, rv = _inputs(shape, torch.float32, layout, offset=1e4)
     out = batch_norm_act(x, w, b, rm.float(), rv.float(), training=True, impl=impl)
     expected = eager_batch_norm_act(x.double(), w.double(), b.double(), rm.clone(), rv.clone(), training=True)
     # x itself carries 1e4 * 2**-24 ~ 6e-4 of rounding relative to its spread of 2
@@ -178,6 +180,25 @@ def test_weight_gradient_is_deterministic():
     grads = [torch.autograd.grad(batch_norm_act(x, w, b, None, None, training=True).square().sum(), w)[0]
              for _ in range(3)]
     assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+@pytest.mark.parametrize("shape", [(8, 16, 20, 20), (19, 7, 4, 4)])
+def test_results_do_not_depend_on_the_thread_count(shape):
+    x, w, b, _, _, _ = _inputs(shape, torch.float32, "nchw")
+    grad = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    w.requires_grad_(True)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            xg = x.clone().requires_grad_(True)
+            out = batch_norm_act(xg, w, b, None, None, training=True, impl="cpu")
+            results.append((out, *torch.autograd.grad(out, (xg, w), grad)))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
 
 
 def test_non_dense_input_is_copied_once_and_correct():
