@@ -3,7 +3,8 @@
 // norm kernels, whose plane and block helpers it shares (cpu/norm_kernels_common.h).
 // Layouts: NCHW walks (n, c) planes of S values; channels-last walks R = N*S rows of C values.
 // Statistics and gradient sums go per plane / per row block to a staging buffer and are reduced in
-// a fixed order (Chan's merge for moments): deterministic whatever the thread count, no atomics.
+// a fixed order (Chan's merge for moments), or, for small NCHW planes, per channel block straight to
+// the output: deterministic whatever the thread count, no atomics.
 // T is the storage type, A the accumulation type (float, or double for double inputs).
 
 #include "cpu/norm_kernels_common.h"
