@@ -27,6 +27,12 @@ inline int64_t channels_per_block(int64_t C, int64_t S) {
   return std::max<int64_t>(1, std::min<int64_t>(kRun / S, (C + 3) / 4));  // at least 4 blocks to share out
 }
 
+// Channel blocks per parallel task: at least ~32K elements, as plane_grain, so a small tensor stays on the
+// calling thread.
+inline int64_t block_grain(int64_t N, int64_t S, int64_t width) {
+  return std::max<int64_t>(1, (32 * 1024) / (N * S * width));
+}
+
 // The sum of n per-position partial sums, in double.
 template <typename A>
 inline double lane_total(const A* p, int64_t n) {
@@ -39,7 +45,7 @@ inline double lane_total(const A* p, int64_t n) {
 template <typename T, typename A>
 void stats_nchw_small(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* m2) {
   const int64_t width = channels_per_block(C, S), blocks = (C + width - 1) / width;
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, blocks, block_grain(N, S, width), [&](int64_t begin, int64_t end) {
     std::vector<A> lane(width * S), centre(width);
     std::vector<Moments> m(width);
     A* l = lane.data();
@@ -216,7 +222,7 @@ template <bool PRELU, typename T, typename A>
 void grad_sums_nchw_small(const T* g, const T* x, int64_t N, int64_t C, int64_t S, const A* mean, const A* rstd,
                           const BnParams<A>& prm, A* out) {
   const int64_t width = channels_per_block(C, S), blocks = (C + width - 1) / width;
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, blocks, block_grain(N, S, width), [&](int64_t begin, int64_t end) {
     std::vector<A> lanes(3 * width * S);
     std::vector<double> total(3 * width);
     for (int64_t b = begin; b < end; ++b) {
