@@ -6,6 +6,7 @@ void register_instance_norm(pybind11::module_& m);
 void register_gradient_penalty(pybind11::module_& m);
 void register_patchgan(pybind11::module_& m);
 void register_batch_norm(pybind11::module_& m);
+void register_autograd(pybind11::module_& m);
 #ifdef GANCORE_WITH_CUDA
 void register_instance_norm_cuda(pybind11::module_& m);
 void register_gradient_penalty_cuda(pybind11::module_& m);
@@ -25,6 +26,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   gancore::register_gradient_penalty(m);
   gancore::register_patchgan(m);
   gancore::register_batch_norm(m);
+  gancore::register_autograd(m);
 #ifdef GANCORE_WITH_CUDA
   gancore::register_instance_norm_cuda(m);
   gancore::register_gradient_penalty_cuda(m);

@@ -152,21 +152,26 @@ at::Tensor apply_into(const at::Tensor& x, const c10::optional<at::Tensor>& weig
   return out;
 }
 
+}  // namespace
+
 // out = act((x - mean) * rstd * weight + bias) [+ residual] with given per-channel statistics.
-at::Tensor apply(const at::Tensor& x, const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
-                 const c10::optional<at::Tensor>& prelu, const c10::optional<at::Tensor>& residual,
-                 const at::Tensor& mean, const at::Tensor& rstd, double slope) {
+at::Tensor batch_norm_apply_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& prelu,
+                                const c10::optional<at::Tensor>& residual, const at::Tensor& mean,
+                                const at::Tensor& rstd, double slope) {
   return apply_into(x, weight, bias, prelu, residual, mean, rstd, slope, check_inputs(x, weight, bias, prelu));
 }
 
 // Training forward in one call: batch statistics, running-buffer update (in place, when given),
 // normalisation. Returns {out, mean, rstd}.
-std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
-                                const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& prelu,
-                                const c10::optional<at::Tensor>& residual,
-                                const c10::optional<at::Tensor>& running_mean,
-                                const c10::optional<at::Tensor>& running_var, double momentum, double eps,
-                                double slope) {
+
+std::vector<at::Tensor> batch_norm_forward_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                               const c10::optional<at::Tensor>& bias,
+                                               const c10::optional<at::Tensor>& prelu,
+                                               const c10::optional<at::Tensor>& residual,
+                                               const c10::optional<at::Tensor>& running_mean,
+                                               const c10::optional<at::Tensor>& running_var, double momentum,
+                                               double eps, double slope) {
   const BnGeometry geo = check_inputs(x, weight, bias, prelu);
   const bool update = running_mean.has_value() && running_mean->defined();
   TORCH_CHECK(update == (running_var.has_value() && running_var->defined()),
@@ -196,6 +201,8 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Ten
   auto out = apply_into(x, weight, bias, prelu, residual, st[0], rstd, slope, geo);
   return {out, st[0], rstd};
 }
+
+namespace {
 
 at::Tensor grad_sums_of(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
                         const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& prelu,
@@ -270,19 +277,31 @@ at::Tensor grad_input(const at::Tensor& grad, const at::Tensor& x, const c10::op
                        check_inputs(x, weight, bias, prelu));
 }
 
+}  // namespace
+
 // Fused backward: {dx (undefined unless need_input), sums (3, C) as in grad_sums}. In training the
 // statistics depend on x, so dx takes the batch means of dy and dy * xhat.
-std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
-                                 const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& prelu,
-                                 const at::Tensor& mean, const at::Tensor& rstd, double slope, bool training,
-                                 bool need_input) {
+
+std::vector<at::Tensor> batch_norm_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
+                                                const c10::optional<at::Tensor>& weight,
+                                                const c10::optional<at::Tensor>& bias,
+                                                const c10::optional<at::Tensor>& prelu, const at::Tensor& mean,
+                                                const at::Tensor& rstd, double slope, bool training,
+                                                bool need_input) {
   const BnGeometry geo = check_inputs(x, weight, bias, prelu);
   auto sums = grad_sums_of(grad, x, weight, bias, prelu, mean, rstd, slope, geo);
   at::Tensor dx;
   if (need_input) {
     if (training) {
+      // the batch means of dy and dy * xhat, by a plain loop (ATen ops cost microseconds on small maps)
       const double inv = 1.0 / static_cast<double>(std::max<int64_t>(geo.g.N * geo.g.S, 1));
-      dx = grad_input_of(grad, x, weight, bias, prelu, mean, rstd, slope, sums[0] * inv, sums[1] * inv, geo);
+      auto coefs = at::empty({2, geo.g.C}, sums.options());
+      AT_DISPATCH_FLOATING_TYPES(sums.scalar_type(), "batch_norm_act_coefs_cpu", [&] {
+        const scalar_t* s = sums.data_ptr<scalar_t>();
+        scalar_t* k = coefs.data_ptr<scalar_t>();
+        for (int64_t i = 0; i < 2 * geo.g.C; ++i) k[i] = static_cast<scalar_t>(s[i] * inv);
+      });
+      dx = grad_input_of(grad, x, weight, bias, prelu, mean, rstd, slope, coefs[0], coefs[1], geo);
     } else {
       dx = grad_input_of(grad, x, weight, bias, prelu, mean, rstd, slope, c10::nullopt, c10::nullopt, geo);
     }
@@ -290,18 +309,16 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, co
   return {dx, sums};
 }
 
-}  // namespace
-
 void register_batch_norm(pybind11::module_& m) {
   using pybind11::arg;
-  m.def("batch_norm_act_forward_cpu", &forward, "fused batch norm + activation, training forward (CPU)", arg("x"),
+  m.def("batch_norm_act_forward_cpu", &batch_norm_forward_cpu, "fused batch norm + activation, training forward (CPU)", arg("x"),
         arg("weight"), arg("bias"), arg("prelu"), arg("residual"), arg("running_mean"), arg("running_var"),
         arg("momentum"), arg("eps"), arg("slope"));
-  m.def("batch_norm_act_backward_cpu", &backward, "fused batch norm + activation, backward (CPU)", arg("grad"),
+  m.def("batch_norm_act_backward_cpu", &batch_norm_backward_cpu, "fused batch norm + activation, backward (CPU)", arg("grad"),
         arg("x"), arg("weight"), arg("bias"), arg("prelu"), arg("mean"), arg("rstd"), arg("slope"), arg("training"),
         arg("need_input"));
   m.def("batch_norm_stats_cpu", &stats, "per-channel (mean, M2) of x over (N, *spatial) (CPU)", arg("x"));
-  m.def("batch_norm_act_apply_cpu", &apply, "act((x - mean) * rstd * weight + bias) [+ residual] (CPU)", arg("x"),
+  m.def("batch_norm_act_apply_cpu", &batch_norm_apply_cpu, "act((x - mean) * rstd * weight + bias) [+ residual] (CPU)", arg("x"),
         arg("weight"), arg("bias"), arg("prelu"), arg("residual"), arg("mean"), arg("rstd"), arg("slope"));
   m.def("batch_norm_act_grad_sums_cpu", &grad_sums, "per-channel gradient sums (3, C) (CPU)", arg("grad"), arg("x"),
         arg("weight"), arg("bias"), arg("prelu"), arg("mean"), arg("rstd"), arg("slope"));

@@ -54,9 +54,12 @@ std::string cpu_isa() { return cpu_use_avx2() ? "avx2" : "baseline"; }
 template <typename T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
-                                const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
-                                double eps, double slope) {
+}  // namespace
+
+std::vector<at::Tensor> instance_norm_forward_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                                  const c10::optional<at::Tensor>& bias,
+                                                  const c10::optional<at::Tensor>& residual, double eps,
+                                                  double slope) {
   const NormGeometry geo = check_norm_inputs(x, weight, bias, c10::DeviceType::CPU);
   const int64_t N = geo.N, C = geo.C, S = geo.S;
   const auto acc = geo.acc;
@@ -85,9 +88,11 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const c10::optional<at::Ten
 }
 
 // Returns {dx (undefined unless need_input), dweight, dbias (undefined unless need_affine)}.
-std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
-                                 const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
-                                 const at::Tensor& rstd, double slope, bool need_input, bool need_affine) {
+std::vector<at::Tensor> instance_norm_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
+                                                   const c10::optional<at::Tensor>& weight,
+                                                   const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
+                                                   const at::Tensor& rstd, double slope, bool need_input,
+                                                   bool need_affine) {
   const NormGeometry geo = check_norm_inputs(x, weight, bias, c10::DeviceType::CPU);
   const int64_t N = geo.N, C = geo.C, S = geo.S;
   const auto acc = geo.acc;
@@ -118,20 +123,33 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x, co
   }
   at::Tensor dweight, dbias;
   if (need_affine) {
-    // sum over n in a fixed order (at::sum over dim 0 of a small double tensor), then to acc dtype
-    dbias = sums[0].sum(0).to(acc);
-    dweight = sums[1].sum(0).to(acc);
+    // the per-instance sums, summed over n in order (deterministic), then to the acc dtype; a plain
+    // loop, as ATen ops cost microseconds each on the small maps deep in a generator
+    dbias = at::empty({C}, x.options().dtype(acc));
+    dweight = at::empty({C}, x.options().dtype(acc));
+    AT_DISPATCH_FLOATING_TYPES(acc, "instance_norm_act_affine_grads_cpu", [&] {
+      const double* s = sums.data_ptr<double>();
+      scalar_t* db = dbias.data_ptr<scalar_t>();
+      scalar_t* dw = dweight.data_ptr<scalar_t>();
+      for (int64_t c = 0; c < C; ++c) {
+        double sb = 0.0, sw = 0.0;
+        for (int64_t n = 0; n < N; ++n) {
+          sb += s[n * C + c];
+          sw += s[(N + n) * C + c];
+        }
+        db[c] = static_cast<scalar_t>(sb);
+        dw[c] = static_cast<scalar_t>(sw);
+      }
+    });
   }
   return {dx, dweight, dbias};
 }
 
-}  // namespace
-
 void register_instance_norm(pybind11::module_& m) {
-  m.def("instance_norm_act_forward_cpu", &forward, "fused instance norm + activation, forward (CPU)",
+  m.def("instance_norm_act_forward_cpu", &instance_norm_forward_cpu, "fused instance norm + activation, forward (CPU)",
         pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("residual"),
         pybind11::arg("eps"), pybind11::arg("slope"));
-  m.def("instance_norm_act_backward_cpu", &backward, "fused instance norm + activation, backward (CPU)",
+  m.def("instance_norm_act_backward_cpu", &instance_norm_backward_cpu, "fused instance norm + activation, backward (CPU)",
         pybind11::arg("grad"), pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"),
         pybind11::arg("mean"), pybind11::arg("rstd"), pybind11::arg("slope"), pybind11::arg("need_input"),
         pybind11::arg("need_affine"));

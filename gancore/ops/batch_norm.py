@@ -339,13 +339,24 @@ def _(x, weight, bias, prelu, residual, running_mean, running_var, training, fac
 
 
 def _run(args: tuple) -> torch.Tensor:
-    """The cheapest correct way in: the kernels directly when no gradient is needed, else the
-    autograd.Function (which torch.compile traces, custom ops inside)."""
+    """The cheapest correct way in: the kernels directly when no gradient is needed, else in eager mode
+    on the cpu backend a C++ autograd node (csrc/cpu/autograd.cpp; same kernels, and the backward op
+    when a graph of the backward is built), else the autograd.Function (which torch.compile traces,
+    custom ops inside)."""
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:5]):
+        if args[-1] == "cpu" and not torch.compiler.is_compiling() and _native_buffers(args[0], *args[5:7]):
+            _dispatch.note_ran(OP, "cpu")
+            return _ext._C.batch_norm_act_autograd_cpu(*args[:-1])
         return _BatchNormActFn.apply(*args)
     if torch.compiler.is_compiling():
         return torch.ops.gancore.batch_norm_act_fwd(*args)[0]
     return _forward_impl(*args)[0]
+
+
+def _native_buffers(x: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None) -> bool:
+    """The C++ node takes running buffers as the kernels update them: contiguous, in the acc dtype."""
+    acc = _acc_dtype(x.dtype)
+    return running_mean is None or all(t.dtype == acc and t.is_contiguous() for t in (running_mean, running_var))
 
 
 class _BatchNormActFn(torch.autograd.Function):

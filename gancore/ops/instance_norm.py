@@ -58,7 +58,7 @@ def instance_norm_act(
     b = _as_param(bias, acc)
     args = (x, w, b, residual, float(eps), slope, backend)
     out, mean, rstd = _dispatch.call(torch.ops.gancore.instance_norm_act_fwd, _InstanceNormAct, _forward_impl,
-                                     args, (x, w, b, residual))
+                                     args, (x, w, b, residual), _native_forward if backend == "cpu" else None)
     if return_stats:
         return out, mean.detach(), rstd.detach()
     return out
@@ -187,6 +187,14 @@ def _forward_impl(x, weight, bias, residual, eps, slope, impl):
         raise ValueError(f"unknown backend {impl!r}")
     _dispatch.note_ran(OP, impl)
     return out, mean, rstd
+
+
+def _native_forward(x, weight, bias, residual, eps, slope, impl):
+    """The cpu backend's eager path with gradients: one C++ autograd node (gancore/csrc/cpu/autograd.cpp),
+    whose backward runs the same kernels as _InstanceNormAct's, or the backward custom op when a graph
+    of the backward is built."""
+    _dispatch.note_ran(OP, impl)
+    return _ext._C.instance_norm_act_autograd_cpu(x, weight, bias, residual, eps, slope)
 
 
 def _backward_kernels(grad, x, weight, bias, mean, rstd, eps, slope, impl):

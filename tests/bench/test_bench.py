@@ -13,7 +13,7 @@ import torch
 
 from gancore.bench import cli, report, worker
 from gancore.bench.compiled import CompileFallback, StrictCompile
-from gancore.bench.suites import gradient_penalty, instance_norm, patchgan
+from gancore.bench.suites import batch_norm, gradient_penalty, instance_norm, patchgan
 from gancore.bench.timing import BenchContext, interleaved
 from gancore.cli import build_parser
 
@@ -92,9 +92,9 @@ def test_interleaved_times_each_contender_per_call():
     assert len(timings["a"]["round_ms"]) == 3 and sorted(timings["a"]["round_ms"])[1] == timings["a"]["ms"]
 
 
-def test_overhead_cases_of_the_penalty_and_patchgan_suites():
+def test_overhead_cases_of_the_penalty_patchgan_and_batch_norm_suites():
     ctx = BenchContext(torch.device("cpu"), quick=True, repeats=2, warmup=1)
-    for suite, kinds in ((gradient_penalty, 3), (patchgan, 2)):
+    for suite, kinds in ((gradient_penalty, 3), (patchgan, 2), (batch_norm, 2)):
         rows = list(suite.overhead(ctx))
         assert [r["contender"] for r in rows] == ["eager", "gancore"] * kinds
         for eager, fused in zip(rows[::2], rows[1::2]):

@@ -6,6 +6,11 @@ forward+backward (gradients of x, weight and bias). torch.compile gets one compi
 case, compiled with fullgraph=True after a dynamo reset, and the suite fails if dynamo ran any frame
 uncompiled (no silent eager fallback under the torch.compile label).
 
+The `overhead` case runs one layer on a tiny tensor, (1, 8, 4, 4), on one thread, gancore and eager
+interleaved: the time is the per-call host cost, forward and forward+backward (the same 1.25x-eager
+limit as the instance_norm suite's overhead case). It is what a batch-1 pix2pix D pays per layer on
+top of its kernels.
+
 End to end: one whole DCGAN train step (the D phase, then the G phase, both with Adam) through gancore's
 Trainer, built by the families suite's make_step, at the paper's size (64x64, widths 64/64, batch 64;
 quick: 32x32, widths 16, batch 8), fp32, training mode. Contenders: the fused networks (model.fused=true,
@@ -23,6 +28,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from gancore.bench.overhead import TINY_LIMIT, compare, no_grad, one_thread
 from gancore.bench.suites.families import check_compiled, make_step
 from gancore.bench.timing import BenchContext, measure
 from gancore.families import get_family
@@ -41,6 +47,7 @@ NETWORKS = {
     "pix2pix-D 256x256 b1": [(1, 128, 64, 64), (1, 256, 32, 32), (1, 512, 31, 31)],
 }
 QUICK = ("dcgan-D 64x64 b64",)
+OVERHEAD_TINY = (1, 8, 4, 4)
 #: The end-to-end step: the dcgan family's own bench presets (full: the paper's 64x64 and widths 64/64) at
 #: the paper's batch 64, quick at batch 8.
 E2E_BATCH = {"full": 64, "quick": 8}
@@ -63,10 +70,11 @@ def _network(layers: list[nn.Module]) -> Callable:
 
 
 def count(ctx: BenchContext) -> int:
-    return len(QUICK if ctx.quick else NETWORKS) * 3 * 2 + len(E2E_CONTENDERS)
+    return 2 * 2 + len(QUICK if ctx.quick else NETWORKS) * 3 * 2 + len(E2E_CONTENDERS)
 
 
 def run(ctx: BenchContext) -> Iterator[dict]:
+    yield from overhead(ctx)
     for name in QUICK if ctx.quick else NETWORKS:
         yield from _case(ctx, name, NETWORKS[name])
     yield from train_step_case(ctx)
@@ -85,6 +93,23 @@ def _check_compiled(label: str) -> None:
     if counters["stats"]["unique_graphs"] < 2:  # the no-grad forward and the training forward
         raise RuntimeError(f"batch_norm suite, {label}: torch.compile captured {counters['stats']['unique_graphs']} "
                            f"graphs, expected 2; it ran eager code")
+
+
+def overhead(ctx: BenchContext) -> Iterator[dict]:
+    x = torch.randn(OVERHEAD_TINY, generator=torch.Generator().manual_seed(0)).to(ctx.device)
+    xg = x.clone().requires_grad_(True)
+    grad = torch.randn_like(x)
+    eager, fused = (layers[0] for layers in (_eager_layers([OVERHEAD_TINY], ctx.device),
+                                              _fused_layers([OVERHEAD_TINY], ctx.device)))
+    with record_backends() as ran:
+        fused(x)
+    note = f"backend {ran[0][1] if ran else 'none'}; training mode, gradients of x, weight and bias"
+    label = f"overhead tiny {OVERHEAD_TINY}"
+    with one_thread():
+        yield from compare(ctx, f"{label} fwd", *(no_grad(lambda m=m: m(x)) for m in (eager, fused)), TINY_LIMIT,
+                           note)
+        fwd_bwd = [lambda m=m: torch.autograd.grad(m(xg), [xg, *m.parameters()], grad) for m in (eager, fused)]
+        yield from compare(ctx, f"{label} fwd+bwd", *fwd_bwd, TINY_LIMIT, note)
 
 
 def _case(ctx: BenchContext, name: str, shapes) -> Iterator[dict]:
