@@ -164,7 +164,6 @@ at::Tensor batch_norm_apply_cpu(const at::Tensor& x, const c10::optional<at::Ten
 
 // Training forward in one call: batch statistics, running-buffer update (in place, when given),
 // normalisation. Returns {out, mean, rstd}.
-
 std::vector<at::Tensor> batch_norm_forward_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
                                                const c10::optional<at::Tensor>& bias,
                                                const c10::optional<at::Tensor>& prelu,
@@ -281,7 +280,6 @@ at::Tensor grad_input(const at::Tensor& grad, const at::Tensor& x, const c10::op
 
 // Fused backward: {dx (undefined unless need_input), sums (3, C) as in grad_sums}. In training the
 // statistics depend on x, so dx takes the batch means of dy and dy * xhat.
-
 std::vector<at::Tensor> batch_norm_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
                                                 const c10::optional<at::Tensor>& weight,
                                                 const c10::optional<at::Tensor>& bias,
@@ -311,15 +309,16 @@ std::vector<at::Tensor> batch_norm_backward_cpu(const at::Tensor& grad, const at
 
 void register_batch_norm(pybind11::module_& m) {
   using pybind11::arg;
-  m.def("batch_norm_act_forward_cpu", &batch_norm_forward_cpu, "fused batch norm + activation, training forward (CPU)", arg("x"),
-        arg("weight"), arg("bias"), arg("prelu"), arg("residual"), arg("running_mean"), arg("running_var"),
-        arg("momentum"), arg("eps"), arg("slope"));
-  m.def("batch_norm_act_backward_cpu", &batch_norm_backward_cpu, "fused batch norm + activation, backward (CPU)", arg("grad"),
-        arg("x"), arg("weight"), arg("bias"), arg("prelu"), arg("mean"), arg("rstd"), arg("slope"), arg("training"),
-        arg("need_input"));
+  m.def("batch_norm_act_forward_cpu", &batch_norm_forward_cpu,
+        "fused batch norm + activation, training forward (CPU)", arg("x"), arg("weight"), arg("bias"), arg("prelu"),
+        arg("residual"), arg("running_mean"), arg("running_var"), arg("momentum"), arg("eps"), arg("slope"));
+  m.def("batch_norm_act_backward_cpu", &batch_norm_backward_cpu, "fused batch norm + activation, backward (CPU)",
+        arg("grad"), arg("x"), arg("weight"), arg("bias"), arg("prelu"), arg("mean"), arg("rstd"), arg("slope"),
+        arg("training"), arg("need_input"));
   m.def("batch_norm_stats_cpu", &stats, "per-channel (mean, M2) of x over (N, *spatial) (CPU)", arg("x"));
-  m.def("batch_norm_act_apply_cpu", &batch_norm_apply_cpu, "act((x - mean) * rstd * weight + bias) [+ residual] (CPU)", arg("x"),
-        arg("weight"), arg("bias"), arg("prelu"), arg("residual"), arg("mean"), arg("rstd"), arg("slope"));
+  m.def("batch_norm_act_apply_cpu", &batch_norm_apply_cpu,
+        "act((x - mean) * rstd * weight + bias) [+ residual] (CPU)", arg("x"), arg("weight"), arg("bias"),
+        arg("prelu"), arg("residual"), arg("mean"), arg("rstd"), arg("slope"));
   m.def("batch_norm_act_grad_sums_cpu", &grad_sums, "per-channel gradient sums (3, C) (CPU)", arg("grad"), arg("x"),
         arg("weight"), arg("bias"), arg("prelu"), arg("mean"), arg("rstd"), arg("slope"));
   m.def("batch_norm_act_grad_input_cpu", &grad_input, "input gradient from per-channel coefficients (CPU)",

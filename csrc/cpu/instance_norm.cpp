@@ -146,13 +146,13 @@ std::vector<at::Tensor> instance_norm_backward_cpu(const at::Tensor& grad, const
 }
 
 void register_instance_norm(pybind11::module_& m) {
-  m.def("instance_norm_act_forward_cpu", &instance_norm_forward_cpu, "fused instance norm + activation, forward (CPU)",
-        pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("residual"),
-        pybind11::arg("eps"), pybind11::arg("slope"));
-  m.def("instance_norm_act_backward_cpu", &instance_norm_backward_cpu, "fused instance norm + activation, backward (CPU)",
-        pybind11::arg("grad"), pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"),
-        pybind11::arg("mean"), pybind11::arg("rstd"), pybind11::arg("slope"), pybind11::arg("need_input"),
-        pybind11::arg("need_affine"));
+  using pybind11::arg;
+  m.def("instance_norm_act_forward_cpu", &instance_norm_forward_cpu,
+        "fused instance norm + activation, forward (CPU)", arg("x"), arg("weight"), arg("bias"), arg("residual"),
+        arg("eps"), arg("slope"));
+  m.def("instance_norm_act_backward_cpu", &instance_norm_backward_cpu,
+        "fused instance norm + activation, backward (CPU)", arg("grad"), arg("x"), arg("weight"), arg("bias"),
+        arg("mean"), arg("rstd"), arg("slope"), arg("need_input"), arg("need_affine"));
   m.def("cpu_isa", &cpu_isa, "instruction set the CPU kernels run with: avx2 or baseline");
 }
 

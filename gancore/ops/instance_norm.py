@@ -190,7 +190,7 @@ def _forward_impl(x, weight, bias, residual, eps, slope, impl):
 
 
 def _native_forward(x, weight, bias, residual, eps, slope, impl):
-    """The cpu backend's eager path with gradients: one C++ autograd node (gancore/csrc/cpu/autograd.cpp),
+    """The cpu backend's eager path with gradients: one C++ autograd node (csrc/cpu/autograd.cpp),
     whose backward runs the same kernels as _InstanceNormAct's, or the backward custom op when a graph
     of the backward is built."""
     _dispatch.note_ran(OP, impl)
