@@ -29,6 +29,7 @@ import torch
 
 from gancore.errors import ConfigError
 from gancore.train.config import config_diff
+from gancore.train.optimizers import optimizer_impl_flags
 from gancore.utils.files import atomic_write
 
 if TYPE_CHECKING:
@@ -276,8 +277,9 @@ def restore_state(trainer: Trainer, path: str, state: Mapping[str, Any], *, forc
         for n, optimizer in trainer.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][n])
             spec = trainer.specs[n]  # hyper-parameters come from the current config (they may be forced)
+            impl = optimizer_impl_flags(spec.optimizer, trainer.train_config.optimizer_impl)
             for group in optimizer.param_groups:
-                group.update(betas=spec.betas, weight_decay=spec.weight_decay)
+                group.update(betas=spec.betas, weight_decay=spec.weight_decay, **impl)
     except (KeyError, RuntimeError) as err:
         raise CheckpointError(f"{path} does not fit the networks of this config: {err}") from err
     trainer.scaler.load_state_dict(state["scaler"])

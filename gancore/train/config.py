@@ -34,11 +34,13 @@ from gancore.utils.files import atomic_write
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "linear", "cosine", "step")
+OPTIMIZER_IMPLS = ("fused", "foreach", "for-loop")
 SECTIONS = ("model", "data", "train", "log", "metrics")
 
 #: Keys that may change when a run is resumed without --force: they do not change the training math
 #: (train.steps only with a constant learning rate; Trainer.load checks that).
-RESUME_SAFE = ("train.steps", "train.num_workers", "train.tuned_alloc", "train.dist_timeout", "log.", "metrics.")
+RESUME_SAFE = ("train.steps", "train.num_workers", "train.tuned_alloc", "train.dist_timeout", "train.optimizer_impl",
+               "log.", "metrics.")
 
 
 @dataclass
@@ -57,6 +59,7 @@ class TrainConfig:
     sync_batchnorm: bool = False  # SyncBatchNorm across processes (CUDA only)
     deterministic: bool = False  # deterministic algorithms on the GPU too (slower); the CPU is by default
     tuned_alloc: bool = False  # gancore.tune_cpu_allocator() before anything is allocated
+    optimizer_impl: str = "fused"  # fused (PyTorch's one-kernel Adam/SGD; RMSprop: foreach), foreach, for-loop
     num_workers: int = -1  # data loader workers; -1: 0 for built-in data, else min(4, CPUs)
     nonfinite_patience: int = 20  # stop after this many steps in a row with a non-finite loss
     dist_timeout: float = 600.0  # seconds a process waits for the others in a collective before it stops
@@ -64,6 +67,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice("train.precision", self.precision, PRECISIONS)
         check_choice("train.lr_schedule", self.lr_schedule, SCHEDULES)
+        check_choice("train.optimizer_impl", self.optimizer_impl, OPTIMIZER_IMPLS)
         if isinstance(self.channels_last, str):
             check_choice("train.channels_last", self.channels_last, ("auto",))
         check_positive("train.steps", self.steps, 0)

@@ -45,6 +45,7 @@ from gancore.train.ema import EMA
 from gancore.train.hooks import FrechetHook, Hook
 from gancore.train.loader import batch_stream
 from gancore.train.logs import RunLog
+from gancore.train.optimizers import OPTIMIZERS, describe_optimizer, make_optimizer
 from gancore.utils.allocator import tune_cpu_allocator
 from gancore.utils.layout import prefers_channels_last
 
@@ -113,24 +114,6 @@ def _spec_of(dataset: Any) -> DataSpec:
     return DataSpec(key, tuple(first[key].shape), getattr(dataset, "num_classes", None))
 
 
-_OPTIMIZERS = {"adam", "rmsprop", "sgd"}
-
-
-def _make_optimizer(module: nn.Module, spec: Network) -> torch.optim.Optimizer:
-    params, decay = module.parameters(), spec.weight_decay
-    if spec.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=spec.lr, momentum=spec.momentum, weight_decay=decay)
-    if spec.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=decay)
-    return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, weight_decay=decay)
-
-
-def _describe_optimizer(spec: Network) -> str:
-    if spec.optimizer == "adam":
-        return f"Adam(lr={spec.lr:g}, betas={tuple(spec.betas)})"
-    return f"{'RMSprop' if spec.optimizer == 'rmsprop' else 'SGD'}(lr={spec.lr:g}, momentum={spec.momentum:g})"
-
-
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
@@ -195,7 +178,8 @@ class Trainer:
                     self.nets[name].compile(**({} if tc.compile is True else {"backend": tc.compile}))
         self.wrapped = {name: self._wrap(m) for name, m in self.nets.items()}
         self._check_optimizer_settings(specs)
-        self.optimizers = {name: _make_optimizer(self.nets[name], spec) for name, spec in specs.items()}
+        self.optimizers = {name: make_optimizer(self.nets[name], spec, tc.optimizer_impl)
+                           for name, spec in specs.items()}
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
         # Training-time randomness: one stream shared by all processes for per-sample draws, and a
         # global RNG per process for anything else a network does (dropout, ...).
@@ -277,8 +261,8 @@ class Trainer:
         """The optimisers' hyper-parameters as the family set them from the model section, checked here so
         that every family gets a message naming the network rather than torch's bare ValueError."""
         for name, spec in specs.items():
-            if spec.optimizer not in _OPTIMIZERS:
-                raise ConfigError(f"model: the optimiser of {name!r} must be one of {sorted(_OPTIMIZERS)}, got "
+            if spec.optimizer not in OPTIMIZERS:
+                raise ConfigError(f"model: the optimiser of {name!r} must be one of {sorted(OPTIMIZERS)}, got "
                                   f"{spec.optimizer!r}")
             if not (isinstance(spec.momentum, (int, float)) and 0.0 <= spec.momentum < 1.0):
                 raise ConfigError(f"model: the momentum of {name!r} must be a number in [0, 1), got "
@@ -624,7 +608,7 @@ class Trainer:
                       "compiled" if tc.compile and not spec.double_backward else "",
                       "double backward" if spec.double_backward else ""]
             lines.append(f"network    {name}: {type(spec.module).__name__}, {params / 1e6:.3f}M parameters, "
-                         + _describe_optimizer(spec)
+                         + describe_optimizer(spec)
                          + "".join(f", {e}" for e in extras if e))
         for phase in self.phases:
             lines.append(f"phase      {phase.name}: optimises {phase.network}, {phase.schedule()}")

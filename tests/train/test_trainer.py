@@ -321,3 +321,49 @@ def test_a_failed_forced_resume_keeps_config_yaml_matching_the_checkpoint(tmp_pa
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == saved
     _train(tiny_config("dcgan", "train.ema_beta=0.5", steps=4), str(tmp_path), resume=True, force=True)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]["ema_beta"] == 0.5
+
+
+@pytest.mark.parametrize("family, optimizer", [("dcgan", torch.optim.Adam), ("wgan", torch.optim.RMSprop)])
+def test_optimizer_impls_make_the_same_training(family, optimizer):
+    """train.optimizer_impl picks PyTorch's fused, foreach or for-loop kernels: same update, other rounding."""
+    runs = {}
+    for impl in ("fused", "foreach", "for-loop"):
+        trainer = _train(tiny_config(family, f"train.optimizer_impl={impl}", steps=3))
+        for opt in trainer.optimizers.values():
+            assert type(opt) is optimizer
+            group = opt.param_groups[0]
+            assert group["foreach"] == (impl == "foreach" or (impl == "fused" and optimizer is torch.optim.RMSprop))
+            assert group.get("fused", False) == (impl == "fused" and optimizer is not torch.optim.RMSprop)
+        runs[impl] = parameters(trainer)
+    for impl in ("foreach", "for-loop"):
+        for key, value in runs[impl].items():
+            torch.testing.assert_close(value, runs["fused"][key], atol=1e-5, rtol=1e-4, msg=f"{impl} {key}")
+
+
+def test_sgd_runs_fused_too():
+    from gancore.families.base import Network
+    from gancore.train.optimizers import make_optimizer
+
+    module = torch.nn.Linear(3, 2)
+    opt = make_optimizer(module, Network(module, lr=0.1, optimizer="sgd", momentum=0.9), "fused")
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["fused"]
+    module(torch.randn(4, 3)).sum().backward()
+    before = module.weight.detach().clone()
+    opt.step()
+    assert not torch.equal(before, module.weight)
+
+
+def test_a_resume_may_change_the_optimizer_impl_and_gets_the_new_one(tmp_path):
+    first = Trainer(tiny_config("dcgan", "train.optimizer_impl=for-loop", steps=4), str(tmp_path))
+    first.fit(steps=2)
+    second = Trainer(tiny_config("dcgan", steps=4), str(tmp_path), resume=True)  # the default: fused
+    assert second.step == 2
+    for opt in second.optimizers.values():
+        assert all(g["fused"] and not g["foreach"] for g in opt.param_groups)
+    second.fit()
+    assert second.step == 4
+
+
+def test_an_unknown_optimizer_impl_is_a_config_error():
+    with pytest.raises(ConfigError, match="train.optimizer_impl"):
+        tiny_config("dcgan", "train.optimizer_impl=apex")

@@ -1,0 +1,41 @@
+"""The trainer's optimisers: which one a network's spec asks for, and which PyTorch implementation runs it.
+
+train.optimizer_impl picks the implementation: "fused" (the default) is one kernel over all parameters
+(Adam and SGD have one; RMSprop has none and takes foreach), "foreach" one multi-tensor kernel per
+operation, "for-loop" the operations parameter by parameter (PyTorch's own default on the CPU). They make
+the same update up to rounding. On the 2-core AVX-512 EPYC, an Adam step over pix2pix's 54M-parameter
+U-Net took 650 ms for-loop, 380 ms foreach and 96 ms fused: 10-15% of a whole pix2pix step went to the
+for-loop Adam.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gancore.families.base import Network
+
+OPTIMIZERS = {"adam", "rmsprop", "sgd"}
+
+
+def optimizer_impl_flags(optimizer: str, impl: str) -> dict[str, bool]:
+    """The constructor switches (foreach=, fused=) of `optimizer` for train.optimizer_impl `impl`."""
+    fused = impl == "fused" and optimizer != "rmsprop"
+    flags = {"foreach": impl != "for-loop" and not fused}
+    return flags if optimizer == "rmsprop" else flags | {"fused": fused}
+
+
+def make_optimizer(module: nn.Module, spec: Network, impl: str) -> torch.optim.Optimizer:
+    params, decay = module.parameters(), spec.weight_decay
+    flags = optimizer_impl_flags(spec.optimizer, impl)
+    if spec.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=spec.lr, momentum=spec.momentum, weight_decay=decay, **flags)
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=decay, **flags)
+    return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, weight_decay=decay, **flags)
+
+
+def describe_optimizer(spec: Network) -> str:
+    if spec.optimizer == "adam":
+        return f"Adam(lr={spec.lr:g}, betas={tuple(spec.betas)})"
+    return f"{'RMSprop' if spec.optimizer == 'rmsprop' else 'SGD'}(lr={spec.lr:g}, momentum={spec.momentum:g})"
