@@ -276,7 +276,7 @@ def _forward_impl(x, weight, bias, a, residual, running_mean, running_var, train
     elif impl == "cpu":
         # the kernel updates acc-dtype contiguous buffers in place; others through a temporary
         rm, rv = running_mean, running_var
-        direct = rm is None or all(t.dtype == acc and t.is_contiguous() for t in (rm, rv))
+        direct = _buffers_in_place(x, rm, rv)
         if not direct:
             rm, rv = rm.to(acc, copy=True).contiguous(), rv.to(acc, copy=True).contiguous()
         out, mean, rstd = _ext._C.batch_norm_act_forward_cpu(x, weight, bias, a, residual, rm, rv, factor, eps, slope)
@@ -344,7 +344,7 @@ def _run(args: tuple) -> torch.Tensor:
     when a graph of the backward is built), else the autograd.Function (which torch.compile traces,
     custom ops inside)."""
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:5]):
-        if args[-1] == "cpu" and not torch.compiler.is_compiling() and _native_buffers(args[0], *args[5:7]):
+        if args[-1] == "cpu" and not torch.compiler.is_compiling() and _buffers_in_place(args[0], *args[5:7]):
             _dispatch.note_ran(OP, "cpu")
             return _ext._C.batch_norm_act_autograd_cpu(*args[:-1])
         return _BatchNormActFn.apply(*args)
@@ -353,8 +353,9 @@ def _run(args: tuple) -> torch.Tensor:
     return _forward_impl(*args)[0]
 
 
-def _native_buffers(x: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None) -> bool:
-    """The C++ node takes running buffers as the kernels update them: contiguous, in the acc dtype."""
+def _buffers_in_place(x: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None) -> bool:
+    """Whether the cpu kernels can update the running buffers in place: contiguous, in the acc dtype (the C++
+    node takes only such buffers; the Python path updates others through a temporary)."""
     acc = _acc_dtype(x.dtype)
     return running_mean is None or all(t.dtype == acc and t.is_contiguous() for t in (running_mean, running_var))
 
