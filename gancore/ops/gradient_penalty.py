@@ -68,7 +68,8 @@ def gp_interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor |
     backend = _dispatch.choose(INTERPOLATE, impl, real.device)
     real = _dense(real)
     fake = _like(fake, real)
-    alpha = alpha.reshape(N).to(acc).contiguous()  # expanded or strided alphas are fine: N values
+    if alpha.dim() != 1 or alpha.dtype != acc or not alpha.is_contiguous():  # a no-op .to() costs ~1 µs
+        alpha = alpha.reshape(N).to(acc).contiguous()  # expanded or strided alphas are fine: N values
     args = (real, fake, alpha, backend)
     out = _dispatch.call(torch.ops.gancore.gp_interpolate_fwd, _Interpolate, _interpolate_impl, args, args[:3])
     return out if out.requires_grad else out.requires_grad_()
