@@ -29,7 +29,7 @@ import torch
 
 from gancore.errors import ConfigError
 from gancore.train.config import config_diff
-from gancore.train.optimizers import optimizer_impl_flags
+from gancore.train.optimizers import match_state_layouts, optimizer_impl_flags
 from gancore.utils.files import atomic_write
 
 if TYPE_CHECKING:
@@ -276,6 +276,7 @@ def restore_state(trainer: Trainer, path: str, state: Mapping[str, Any], *, forc
                 ema.module.load_state_dict(state["nets"][n])
         for n, optimizer in trainer.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][n])
+            match_state_layouts(optimizer)
             spec = trainer.specs[n]  # hyper-parameters come from the current config (they may be forced)
             impl = optimizer_impl_flags(spec.optimizer, trainer.train_config.optimizer_impl)
             for group in optimizer.param_groups:

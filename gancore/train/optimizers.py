@@ -39,3 +39,17 @@ def describe_optimizer(spec: Network) -> str:
     if spec.optimizer == "adam":
         return f"Adam(lr={spec.lr:g}, betas={tuple(spec.betas)})"
     return f"{'RMSprop' if spec.optimizer == 'rmsprop' else 'SGD'}(lr={spec.lr:g}, momentum={spec.momentum:g})"
+
+
+def match_state_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor (Adam's moments, a momentum buffer) its parameter's strides.
+
+    A checkpoint keeps the strides the state had when saved, and loading restores them; a run resumed in
+    another layout (train.channels_last changed, or gancore.utils.layout keeping a convolution NCHW that
+    an older run kept channels_last) would then hold channels_last moments for an NCHW parameter. PyTorch's
+    fused Adam reads all four tensors as flat arrays, so it would silently mix up their elements."""
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if (isinstance(value, torch.Tensor) and value.shape == param.shape and value.dim() > 1
+                    and value.stride() != param.stride()):
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)

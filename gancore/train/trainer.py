@@ -47,7 +47,7 @@ from gancore.train.loader import batch_stream
 from gancore.train.logs import RunLog
 from gancore.train.optimizers import OPTIMIZERS, describe_optimizer, make_optimizer
 from gancore.utils.allocator import tune_cpu_allocator
-from gancore.utils.layout import prefers_channels_last
+from gancore.utils.layout import prefers_channels_last, to_channels_last
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -163,10 +163,12 @@ class Trainer:
         self._check_phases(specs)
         self.specs: dict[str, Network] = specs
         self.nets: dict[str, nn.Module] = {}
+        #: network -> its convolutions left NCHW in a channels_last run (gancore.utils.layout.to_channels_last)
+        self.nchw_convs: dict[str, list[str]] = {}
         for name, spec in specs.items():
             module = spec.module.to(self.device)
             if self.channels_last:
-                module = module.to(memory_format=torch.channels_last)
+                self.nchw_convs[name] = to_channels_last(module)
             if tc.sync_batchnorm and self.dist.enabled:
                 module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
             self.nets[name] = module
@@ -604,7 +606,9 @@ class Trainer:
                  f"           generator target '{self.spec.key}' of shape {self.spec.shape}"]
         for name, spec in self.specs.items():
             params = sum(p.numel() for p in self.nets[name].parameters())
+            kept = len(self.nchw_convs.get(name, ()))
             extras = [f"EMA {tc.ema_beta}" if name in self.ema else "",
+                      f"{kept} large convolution(s) kept NCHW" if kept else "",
                       "compiled" if tc.compile and not spec.double_backward else "",
                       "double backward" if spec.double_backward else ""]
             lines.append(f"network    {name}: {type(spec.module).__name__}, {params / 1e6:.3f}M parameters, "

@@ -165,6 +165,70 @@ def test_channels_last_gives_the_same_training():
         assert torch.allclose(value, plain[key], atol=1e-5), key
 
 
+def test_to_channels_last_keeps_large_convolutions_nchw():
+    from gancore.utils.layout import NCHW_WEIGHTS_FROM, to_channels_last
+
+    torch.manual_seed(0)
+    big_in = NCHW_WEIGHTS_FROM // (128 * 16)  # a 4x4 convolution with exactly NCHW_WEIGHTS_FROM weights
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, big_in, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(big_in, 128, 4, stride=2, padding=1), torch.nn.ReLU(),
+                              torch.nn.ConvTranspose2d(128, 8, 4, stride=2, padding=1))
+    x = torch.randn(2, 3, 8, 8)
+    want = net(x)
+    keys = list(net.state_dict())
+    assert to_channels_last(net) == ["2"]
+    assert to_channels_last(net) == ["2"] and len(net[2]._forward_pre_hooks) == 1  # idempotent
+    assert list(net.state_dict()) == keys
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert net[4].weight.is_contiguous(memory_format=torch.channels_last)
+    assert net[2].weight.is_contiguous()
+    seen = []
+    net[2].register_forward_hook(lambda m, args, out: seen.append((args[0].is_contiguous(), out.is_contiguous())))
+    out = net(x.contiguous(memory_format=torch.channels_last))
+    assert seen == [(True, True)]  # the kept convolution ran NCHW, on a channels_last input
+    assert out.is_contiguous(memory_format=torch.channels_last)  # and the next one returned to channels_last
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_convolutions_kept_nchw_train_like_channels_last_ones(monkeypatch):
+    from gancore.utils import layout
+
+    plain = parameters(_train(tiny_config("dcgan", steps=2)))
+    monkeypatch.setattr(layout, "NCHW_WEIGHTS_FROM", 150)  # the tiny G's convolutions and D's first one
+    trainer = _train(tiny_config("dcgan", "train.channels_last=true", steps=2))
+    kept = trainer.nchw_convs["D"]
+    assert kept == ["net.0"] and len(trainer.nchw_convs["G"]) == 2
+    assert f"{len(kept)} large convolution(s) kept NCHW" in trainer.plan()
+    for name in kept:
+        weight = trainer.nets["D"].get_submodule(name).weight
+        assert weight.is_contiguous()
+        assert all(v.is_contiguous() for v in trainer.optimizers["D"].state[weight].values() if v.dim() == 4)
+    assert trainer.nets["D"].net[2].weight.is_contiguous(memory_format=torch.channels_last)
+    assert trainer.ema["G"].module.net[0].weight.is_contiguous()
+    for key, value in parameters(trainer).items():
+        assert torch.allclose(value, plain[key], atol=1e-5), key
+
+
+def test_a_resume_in_another_layout_gives_the_moments_the_parameters_layout(tmp_path, monkeypatch):
+    """A run saved with channels_last weights, resumed where they are NCHW: PyTorch's fused Adam would mix up
+    elements of moments whose strides differ from the parameter's, so the resume gives them its strides."""
+    from gancore.utils import layout
+
+    straight = parameters(_train(tiny_config("dcgan", "train.channels_last=true", steps=4)))
+    monkeypatch.setattr(layout, "NCHW_WEIGHTS_FROM", 1 << 40)  # every weight channels_last
+    first = Trainer(tiny_config("dcgan", "train.channels_last=true", steps=4), str(tmp_path))
+    first.fit(steps=2)
+    monkeypatch.setattr(layout, "NCHW_WEIGHTS_FROM", 150)  # a later version keeps some NCHW
+    second = Trainer(tiny_config("dcgan", "train.channels_last=true", steps=4), str(tmp_path), resume=True)
+    assert second.nchw_convs["D"]
+    for optimizer in second.optimizers.values():
+        for param, state in optimizer.state.items():
+            assert all(v.stride() == param.stride() for v in state.values() if v.dim() == 4)
+    second.fit()
+    for key, value in parameters(second).items():
+        assert torch.allclose(value, straight[key], atol=1e-5), key
+
+
 @pytest.mark.parametrize("isa, nhwc", [("AVX2", False), ("AVX512", True), ("DEFAULT", False)])
 def test_channels_last_auto_follows_the_cpu(monkeypatch, isa, nhwc):
     from gancore.utils import layout
