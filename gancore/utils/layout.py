@@ -32,8 +32,9 @@ def prefers_channels_last(device: torch.device, fused: bool) -> bool:
 #: spatial sizes. There a channels_last weight costs more than the layout saves: PyTorch's CPU convolution
 #: backward computes the weight gradient in NCHW and copies it to the weight's layout, and the fused Adam
 #: copies a non-contiguous parameter, gradient and moments to contiguous ones and back, both every step.
-#: Measured (pix2pix unet_256, 256x256 b1, fp32, 2-core AVX-512 EPYC): fused channels_last 0.64-0.78x
-#: eager with every weight channels_last, 1.06x with these layers NCHW.
+#: Measured (2-core AVX-512 EPYC, fp32, docs/training.md "Convolutions kept NCHW"): the fused pix2pix step
+#: (unet_256, 256x256 b1) 0.64-0.83x eager with every weight channels_last, 0.98-1.06x with these layers NCHW;
+#: StarGAN 1.03x -> 1.10-1.16x; 2^18 and 2^22 measured no better.
 NCHW_WEIGHTS_FROM = 1 << 20
 
 
