@@ -10,6 +10,7 @@ from gancore.families.base import ConfigError
 from gancore.train import ConfigMismatchError, RunExistsError, Trainer
 from gancore.train import checkpoint as ckpt
 from gancore.train.ema import EMA
+from gancore.train.optimizers import LayoutAwareAdam
 from tests.train.trainhelpers import assert_same, parameters, tiny_config, use_sgd
 
 
@@ -387,7 +388,7 @@ def test_a_failed_forced_resume_keeps_config_yaml_matching_the_checkpoint(tmp_pa
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]["ema_beta"] == 0.5
 
 
-@pytest.mark.parametrize("family, optimizer", [("dcgan", torch.optim.Adam), ("wgan", torch.optim.RMSprop)])
+@pytest.mark.parametrize("family, optimizer", [("dcgan", LayoutAwareAdam), ("wgan", torch.optim.RMSprop)])
 def test_optimizer_impls_make_the_same_training(family, optimizer):
     """train.optimizer_impl picks PyTorch's fused, foreach or for-loop kernels: same update, other rounding."""
     runs = {}
@@ -431,3 +432,43 @@ def test_a_resume_may_change_the_optimizer_impl_and_gets_the_new_one(tmp_path):
 def test_an_unknown_optimizer_impl_is_a_config_error():
     with pytest.raises(ConfigError, match="train.optimizer_impl"):
         tiny_config("dcgan", "train.optimizer_impl=apex")
+
+
+def test_layout_aware_adam_steps_channels_last_tensors_in_place():
+    """Same update as PyTorch's for-loop Adam, layouts kept, and no copy inside the fused step (PyTorch's own
+    fused Adam copies a channels_last tensor to a contiguous one and back)."""
+    from torch.profiler import profile
+
+    torch.manual_seed(0)
+    shapes = [(8, 4, 3, 3), (16, 8, 1, 1), (5,), (6, 2)]
+    start = [torch.randn(s) for s in shapes]
+    grads = [[torch.randn(s) for s in shapes] for _ in range(3)]
+
+    def run(cls, channels_last, **flags):
+        params = [torch.nn.Parameter(t.clone().contiguous(memory_format=torch.channels_last)
+                                     if channels_last and t.dim() == 4 else t.clone()) for t in start]
+        opt = cls(params, lr=0.1, betas=(0.5, 0.9), weight_decay=0.01, **flags)
+        copies = 0
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = g.clone().contiguous(memory_format=torch.channels_last) if g.dim() == 4 else g.clone()
+            with profile() as prof:
+                opt.step()
+            copies += sum(e.name == "aten::clone" for e in prof.events())  # (the step counters copy scalars)
+        return params, opt, copies
+
+    want, _, _ = run(torch.optim.Adam, False, foreach=False)
+    _, _, torch_copies = run(torch.optim.Adam, True, fused=True)
+    assert torch_copies > 0  # the cost this class removes
+    for amsgrad in (False, True):
+        got, opt, copies = run(LayoutAwareAdam, True, fused=True, amsgrad=amsgrad)
+        assert copies == 0
+        assert got[0].is_contiguous(memory_format=torch.channels_last) and not got[0].is_contiguous()
+        assert all(v.is_contiguous(memory_format=torch.channels_last) for v in opt.state[got[0]].values()
+                   if v.dim() == 4)
+        if not amsgrad:
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    ref, _, _ = run(torch.optim.Adam, False, foreach=False, amsgrad=True)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
