@@ -26,12 +26,14 @@ def optimizer_impl_flags(optimizer: str, impl: str) -> dict[str, bool]:
 
 
 def _channels_last_dense(t: torch.Tensor) -> bool:
-    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+    # CPU only: measured there; PyTorch's CUDA fused Adam was not measured with these views
+    return (t.device.type == "cpu" and t.dim() == 4 and not t.is_contiguous()
+            and t.is_contiguous(memory_format=torch.channels_last))
 
 
 class LayoutAwareAdam(torch.optim.Adam):
-    """torch.optim.Adam whose fused step takes a channels_last parameter, gradient and moments as their
-    contiguous (N, H, W, C) views.
+    """torch.optim.Adam whose fused step takes a channels_last parameter, gradient and moments on the CPU as
+    their contiguous (N, H, W, C) views.
 
     PyTorch's fused CPU Adam copies a non-contiguous tensor to a contiguous one and back on every step;
     permuted to NHWC order a channels_last tensor is contiguous, and an element-wise update is the same in
