@@ -30,3 +30,22 @@ def test_the_dcgan_train_step_case_times_fused_and_eager_steps(monkeypatch):
         assert all(isinstance(o, torch.optim.Adam) for o in trainer.optimizers.values())
         assert all(net.training for net in trainer.nets.values())
         assert trainer.config["train"]["batch_size"] == 8 and trainer.family.config.resolution == 32
+
+
+def test_a_network_case_carries_the_issues_targets_as_ratios_of_its_medians():
+    """Every contender times forward and forward+backward; the gancore rows carry time / eager against the
+    2x and 1.5x limits, and a row per kind carries time / torch.compile against the 1.2x limit."""
+    ctx = BenchContext(torch.device("cpu"), repeats=3, warmup=1)
+    rows = list(batch_norm._case(ctx, "tiny", [(2, 8, 4, 4), (2, 16, 2, 2)]))
+    assert [(r["case"], r["contender"]) for r in rows] == [
+        ("tiny fwd", "eager"), ("tiny fwd", "torch.compile"), ("tiny fwd", "gancore"),
+        ("tiny fwd: gancore vs torch.compile", "gancore"),
+        ("tiny fwd+bwd", "eager"), ("tiny fwd+bwd", "torch.compile"), ("tiny fwd+bwd", "gancore"),
+        ("tiny fwd+bwd: gancore vs torch.compile", "gancore")]
+    for kind, first, limit in (("fwd", 0, batch_norm.FWD_LIMIT), ("fwd+bwd", 4, batch_norm.FWD_BWD_LIMIT)):
+        eager, compiled, fused, versus = rows[first:first + 4]
+        assert "target" not in eager and "target" not in compiled
+        assert fused["limit"] == limit and fused["ratio"] == pytest.approx(fused["ms"] / eager["ms"])
+        assert fused["passed"] == (fused["ratio"] <= limit) and fused["note"] == "backend cpu"
+        assert versus["ms"] is None and versus["target"] == f"time / torch.compile <= {batch_norm.COMPILE_LIMIT:g}"
+        assert versus["ratio"] == pytest.approx(fused["ms"] / compiled["ms"])
