@@ -152,6 +152,33 @@ at::Tensor apply_into(const at::Tensor& x, const c10::optional<at::Tensor>& weig
   return out;
 }
 
+// batch_norm_forward_cpu for one NCHW image: statistics and normalisation channel by channel
+// (forward_single_nchw), with the same results as the two passes. Returns {out, mean, rstd}.
+std::vector<at::Tensor> forward_single_image(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                             const c10::optional<at::Tensor>& bias,
+                                             const c10::optional<at::Tensor>& prelu,
+                                             const c10::optional<at::Tensor>& residual,
+                                             const c10::optional<at::Tensor>& running_mean,
+                                             const c10::optional<at::Tensor>& running_var, double momentum,
+                                             double eps, double slope, const BnGeometry& geo) {
+  const bool has_res = residual.has_value() && residual->defined();
+  if (has_res) check_like_x(*residual, x, "residual");
+  const bool update = running_mean.has_value() && running_mean->defined();
+  auto mean = at::empty({geo.g.C}, x.options().dtype(geo.g.acc));
+  auto m2 = at::empty_like(mean);
+  auto rstd = at::empty_like(mean);
+  auto out = empty_output_like(x);
+  GANCORE_BN_DISPATCH(x, "batch_norm_act_forward_cpu", [&] {
+    using A = acc_t<scalar_t>;
+    const BnParams<A> prm = params_of<A>(weight, bias, prelu, slope);
+    GANCORE_BN_CALL(forward_single_nchw, x.data_ptr<scalar_t>(), has_res ? residual->data_ptr<scalar_t>() : nullptr,
+                    out.data_ptr<scalar_t>(), geo.g.C, geo.g.S, mean.data_ptr<A>(), m2.data_ptr<A>(),
+                    rstd.data_ptr<A>(), prm, eps, update ? running_mean->data_ptr<A>() : nullptr,
+                    update ? running_var->data_ptr<A>() : nullptr, static_cast<A>(momentum));
+  });
+  return {out, mean, rstd};
+}
+
 }  // namespace
 
 // out = act((x - mean) * rstd * weight + bias) [+ residual] with given per-channel statistics.
@@ -182,6 +209,8 @@ std::vector<at::Tensor> batch_norm_forward_cpu(const at::Tensor& x, const c10::o
   const double count = static_cast<double>(geo.g.N * geo.g.S);
   TORCH_CHECK(count > 1, "batch_norm_act: training needs more than one value per channel, got x of shape ",
               x.sizes());
+  if (geo.g.N == 1 && !geo.cl) return forward_single_image(x, weight, bias, prelu, residual, running_mean,
+                                                           running_var, momentum, eps, slope, geo);
   auto st = stats(x);
   auto rstd = at::empty_like(st[0]);
   GANCORE_BN_DISPATCH(x, "batch_norm_act_forward_cpu", [&] {
@@ -276,6 +305,27 @@ at::Tensor grad_input(const at::Tensor& grad, const at::Tensor& x, const c10::op
                        check_inputs(x, weight, bias, prelu));
 }
 
+// The training backward for one NCHW image, channel by channel (backward_single_nchw): {dx, sums}, the same
+// results as grad_sums_of then grad_input_of.
+std::vector<at::Tensor> backward_single_image(const at::Tensor& grad, const at::Tensor& x,
+                                              const c10::optional<at::Tensor>& weight,
+                                              const c10::optional<at::Tensor>& bias,
+                                              const c10::optional<at::Tensor>& prelu, const at::Tensor& mean,
+                                              const at::Tensor& rstd, double slope, const BnGeometry& geo) {
+  check_like_x(grad, x, "grad");
+  check_channel_vector(mean, "mean", geo.g);
+  check_channel_vector(rstd, "rstd", geo.g);
+  auto sums = at::empty({3, geo.g.C}, x.options().dtype(geo.g.acc));
+  auto dx = empty_output_like(x);
+  GANCORE_BN_DISPATCH(x, "batch_norm_act_backward_cpu", [&] {
+    using A = acc_t<scalar_t>;
+    const BnParams<A> prm = params_of<A>(weight, bias, prelu, slope);
+    GANCORE_BN_CALL(backward_single_nchw, grad.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
+                    geo.g.C, geo.g.S, mean.data_ptr<A>(), rstd.data_ptr<A>(), prm, sums.data_ptr<A>());
+  });
+  return {dx, sums};
+}
+
 }  // namespace
 
 // Fused backward: {dx (undefined unless need_input), sums (3, C) as in grad_sums}. In training the
@@ -287,6 +337,9 @@ std::vector<at::Tensor> batch_norm_backward_cpu(const at::Tensor& grad, const at
                                                 const at::Tensor& rstd, double slope, bool training,
                                                 bool need_input) {
   const BnGeometry geo = check_inputs(x, weight, bias, prelu);
+  if (training && need_input && geo.g.N == 1 && !geo.cl) {
+    return backward_single_image(grad, x, weight, bias, prelu, mean, rstd, slope, geo);
+  }
   auto sums = grad_sums_of(grad, x, weight, bias, prelu, mean, rstd, slope, geo);
   at::Tensor dx;
   if (need_input) {

@@ -158,6 +158,43 @@ void apply_nchw(const T* x, const T* res, T* out, int64_t N, int64_t C, int64_t 
   });
 }
 
+// The training forward of one image in NCHW (pix2pix's batch 1): each channel is one contiguous plane, so a
+// task takes its statistics and normalises it back to back, and the second pass reads the plane from the
+// core's cache, where stats_nchw then apply_nchw would stream the whole tensor twice. The statistics and
+// the running-buffer update are exactly stats_nchw's and batch_norm_forward_cpu's for N = 1 (the same plane
+// moments, merged the same way); running_mean is nullptr when there are no buffers to update.
+template <typename T, typename A>
+void forward_single_nchw(const T* x, const T* res, T* out, int64_t C, int64_t S, A* mean, A* m2, A* rstd,
+                         const BnParams<A>& prm, double eps, A* running_mean, A* running_var, A momentum) {
+  const bool stream = stream_output(out, C * S);
+  (void)stream;
+  at::parallel_for(0, C, plane_grain(S), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t off = c * S;
+      const Moments plane = plane_moments<T, A>(x + off, S);
+      Moments m;
+      m.merge(static_cast<double>(S), plane.mean, plane.m2);
+      mean[c] = static_cast<A>(m.mean);
+      m2[c] = static_cast<A>(m.m2);
+      rstd[c] = static_cast<A>(1.0 / std::sqrt(static_cast<double>(m2[c]) / static_cast<double>(S) + eps));
+      if (running_mean != nullptr) {
+        update_running<A>(running_mean[c], running_var[c], mean[c], m2[c], static_cast<A>(S), momentum);
+      }
+      const A scale = rstd[c] * prm.w(c);
+#ifdef GANCORE_AVX2_KERNELS
+      if constexpr (std::is_same_v<T, float>) {
+        if (stream) {
+          plane_normalize_stream(x + off, res ? res + off : nullptr, out + off, S, mean[c], scale, prm.b(c),
+                                 prm.s(c));
+          continue;
+        }
+      }
+#endif
+      plane_normalize<T, A>(x + off, res ? res + off : nullptr, out + off, S, mean[c], scale, prm.b(c), prm.s(c));
+    }
+  });
+}
+
 // out = act((x - mean) * scale + shift) [+ res] over `rows` rows of C channels, per-channel slope.
 template <typename T, typename A>
 void block_apply(const T* x, const T* res, T* out, int64_t rows, int64_t C, const ChannelCoefs<A>& k) {
@@ -345,6 +382,43 @@ void grad_input_nchw(const T* g, const T* x, T* dx, int64_t N, int64_t C, int64_
     for (int64_t p = begin; p < end; ++p) {
       const int64_t c = p % C, off = p * S;
       const A scale = rstd[c] * prm.w(c), cdy = coef_dy ? coef_dy[c] : A(0), cdyx = coef_dyx ? coef_dyx[c] : A(0);
+#ifdef GANCORE_AVX2_KERNELS
+      if constexpr (std::is_same_v<T, float>) {
+        if (stream) {
+          plane_grad_input_stream(g + off, x + off, dx + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), cdy,
+                                  cdyx);
+          continue;
+        }
+      }
+#endif
+      plane_grad_input<T, A>(g + off, x + off, dx + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), cdy, cdyx);
+    }
+  });
+}
+
+// The training backward of one image in NCHW, channel by channel as forward_single_nchw: a task sums a
+// plane's gradients and then computes its dx while the plane is in the core's cache. sums (3, C) and dx are
+// exactly grad_sums_nchw's and grad_input_nchw's for N = 1, with batch_norm_backward_cpu's coefficients
+// (the sums times 1 / S, rounded to A).
+template <typename T, typename A>
+void backward_single_nchw(const T* g, const T* x, T* dx, int64_t C, int64_t S, const A* mean, const A* rstd,
+                          const BnParams<A>& prm, A* sums) {
+  const bool stream = stream_output(dx, C * S);
+  (void)stream;
+  const double inv = 1.0 / static_cast<double>(S);
+  at::parallel_for(0, C, plane_grain(S), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t off = c * S;
+      const A scale = rstd[c] * prm.w(c);
+      double part[3];
+      if (prm.prelu != nullptr) {
+        plane_grad_sums3<true, T, A>(g + off, x + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), part);
+      } else {
+        plane_grad_sums3<false, T, A>(g + off, x + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), part);
+      }
+      for (int j = 0; j < 3; ++j) sums[j * C + c] = static_cast<A>(part[j]);
+      const A cdy = static_cast<A>(static_cast<double>(sums[c]) * inv);
+      const A cdyx = static_cast<A>(static_cast<double>(sums[C + c]) * inv);
 #ifdef GANCORE_AVX2_KERNELS
       if constexpr (std::is_same_v<T, float>) {
         if (stream) {

@@ -44,6 +44,7 @@ def test_a_network_case_carries_the_issues_targets_as_ratios_of_its_medians():
         ("tiny fwd+bwd: gancore vs torch.compile", "gancore")]
     for kind, first, limit in (("fwd", 0, batch_norm.FWD_LIMIT), ("fwd+bwd", 4, batch_norm.FWD_BWD_LIMIT)):
         eager, compiled, fused, versus = rows[first:first + 4]
+        assert fused["case"] == f"tiny {kind}" and versus["case"] == f"tiny {kind}: gancore vs torch.compile"
         assert "target" not in eager and "target" not in compiled
         assert fused["limit"] == limit and fused["ratio"] == pytest.approx(fused["ms"] / eager["ms"])
         assert fused["passed"] == (fused["ratio"] <= limit) and fused["note"] == "backend cpu"

@@ -95,8 +95,9 @@ def test_forward_backward_and_buffers_match_eager(impl, dtype, shape, layout, tr
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("activation,params", [("relu", 0), ("identity", 0), ("leaky_relu", 0), ("prelu", 1),
                                                ("prelu", 6)])
-def test_activations_including_prelu_gradients(impl, activation, params, layout, training):
-    x, w, b, r, rm, rv = _inputs((3, 6, 5, 4), torch.float64, layout)
+@pytest.mark.parametrize("batch", [3, 1])  # batch 1 in NCHW: the channel-by-channel training forward
+def test_activations_including_prelu_gradients(impl, activation, params, layout, training, batch):
+    x, w, b, r, rm, rv = _inputs((batch, 6, 5, 4), torch.float64, layout)
     a = torch.linspace(-0.3, 0.4, params, dtype=torch.float64) if params else None
     leaves = [t.clone().requires_grad_(True) for t in (x, w, b) + ((a,) if params else ())]
     grad = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
@@ -183,7 +184,7 @@ def test_weight_gradient_is_deterministic():
 
 
 # both large enough to be split across threads: per-plane walk (20x20), channel blocks (4x4)
-@pytest.mark.parametrize("shape", [(8, 16, 20, 20), (64, 64, 4, 4)])
+@pytest.mark.parametrize("shape", [(8, 16, 20, 20), (64, 64, 4, 4), (1, 64, 40, 30)])
 def test_results_do_not_depend_on_the_thread_count(shape):
     x, w, b, _, _, _ = _inputs(shape, torch.float32, "nchw")
     grad = torch.randn(shape, generator=torch.Generator().manual_seed(3))
