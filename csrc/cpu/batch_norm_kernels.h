@@ -135,25 +135,42 @@ struct ChannelCoefs {
   }
 };
 
+// plane_normalize, or its streaming-store form when `stream` (stream_output: float outputs far beyond the cache).
+template <typename T, typename A>
+inline void normalize_plane(const T* x, const T* res, T* out, int64_t n, A mean, A scale, A shift, A slope,
+                            bool stream) {
+#ifdef GANCORE_AVX2_KERNELS
+  if constexpr (std::is_same_v<T, float>) {
+    if (stream) return plane_normalize_stream(x, res, out, n, mean, scale, shift, slope);
+  }
+#endif
+  (void)stream;
+  plane_normalize<T, A>(x, res, out, n, mean, scale, shift, slope);
+}
+
+// plane_grad_input, or its streaming-store form when `stream`.
+template <typename T, typename A>
+inline void grad_input_plane(const T* g, const T* x, T* dx, int64_t n, A mean, A rstd, A scale, A shift, A slope,
+                             A coef_dy, A coef_dyx, bool stream) {
+#ifdef GANCORE_AVX2_KERNELS
+  if constexpr (std::is_same_v<T, float>) {
+    if (stream) return plane_grad_input_stream(g, x, dx, n, mean, rstd, scale, shift, slope, coef_dy, coef_dyx);
+  }
+#endif
+  (void)stream;
+  plane_grad_input<T, A>(g, x, dx, n, mean, rstd, scale, shift, slope, coef_dy, coef_dyx);
+}
+
 template <typename T, typename A>
 void apply_nchw(const T* x, const T* res, T* out, int64_t N, int64_t C, int64_t S, const A* mean, const A* rstd,
                 const BnParams<A>& prm) {
   const bool stream = stream_output(out, N * C * S);
-  (void)stream;
   at::parallel_for(0, N * C, plane_grain(S), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t c = p % C, off = p * S;
       const A scale = rstd[c] * prm.w(c);
-#ifdef GANCORE_AVX2_KERNELS
-      if constexpr (std::is_same_v<T, float>) {
-        if (stream) {
-          plane_normalize_stream(x + off, res ? res + off : nullptr, out + off, S, mean[c], scale, prm.b(c),
-                                 prm.s(c));
-          continue;
-        }
-      }
-#endif
-      plane_normalize<T, A>(x + off, res ? res + off : nullptr, out + off, S, mean[c], scale, prm.b(c), prm.s(c));
+      normalize_plane<T, A>(x + off, res ? res + off : nullptr, out + off, S, mean[c], scale, prm.b(c), prm.s(c),
+                            stream);
     }
   });
 }
@@ -167,7 +184,6 @@ template <typename T, typename A>
 void forward_single_nchw(const T* x, const T* res, T* out, int64_t C, int64_t S, A* mean, A* m2, A* rstd,
                          const BnParams<A>& prm, double eps, A* running_mean, A* running_var, A momentum) {
   const bool stream = stream_output(out, C * S);
-  (void)stream;
   at::parallel_for(0, C, plane_grain(S), [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const int64_t off = c * S;
@@ -181,16 +197,8 @@ void forward_single_nchw(const T* x, const T* res, T* out, int64_t C, int64_t S,
         update_running<A>(running_mean[c], running_var[c], mean[c], m2[c], static_cast<A>(S), momentum);
       }
       const A scale = rstd[c] * prm.w(c);
-#ifdef GANCORE_AVX2_KERNELS
-      if constexpr (std::is_same_v<T, float>) {
-        if (stream) {
-          plane_normalize_stream(x + off, res ? res + off : nullptr, out + off, S, mean[c], scale, prm.b(c),
-                                 prm.s(c));
-          continue;
-        }
-      }
-#endif
-      plane_normalize<T, A>(x + off, res ? res + off : nullptr, out + off, S, mean[c], scale, prm.b(c), prm.s(c));
+      normalize_plane<T, A>(x + off, res ? res + off : nullptr, out + off, S, mean[c], scale, prm.b(c), prm.s(c),
+                            stream);
     }
   });
 }
@@ -377,21 +385,12 @@ template <typename T, typename A>
 void grad_input_nchw(const T* g, const T* x, T* dx, int64_t N, int64_t C, int64_t S, const A* mean, const A* rstd,
                      const BnParams<A>& prm, const A* coef_dy, const A* coef_dyx) {
   const bool stream = stream_output(dx, N * C * S);
-  (void)stream;
   at::parallel_for(0, N * C, plane_grain(S), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t c = p % C, off = p * S;
       const A scale = rstd[c] * prm.w(c), cdy = coef_dy ? coef_dy[c] : A(0), cdyx = coef_dyx ? coef_dyx[c] : A(0);
-#ifdef GANCORE_AVX2_KERNELS
-      if constexpr (std::is_same_v<T, float>) {
-        if (stream) {
-          plane_grad_input_stream(g + off, x + off, dx + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), cdy,
-                                  cdyx);
-          continue;
-        }
-      }
-#endif
-      plane_grad_input<T, A>(g + off, x + off, dx + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), cdy, cdyx);
+      grad_input_plane<T, A>(g + off, x + off, dx + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), cdy, cdyx,
+                             stream);
     }
   });
 }
@@ -404,7 +403,6 @@ template <typename T, typename A>
 void backward_single_nchw(const T* g, const T* x, T* dx, int64_t C, int64_t S, const A* mean, const A* rstd,
                           const BnParams<A>& prm, A* sums) {
   const bool stream = stream_output(dx, C * S);
-  (void)stream;
   const double inv = 1.0 / static_cast<double>(S);
   at::parallel_for(0, C, plane_grain(S), [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
@@ -419,16 +417,8 @@ void backward_single_nchw(const T* g, const T* x, T* dx, int64_t C, int64_t S, c
       for (int j = 0; j < 3; ++j) sums[j * C + c] = static_cast<A>(part[j]);
       const A cdy = static_cast<A>(static_cast<double>(sums[c]) * inv);
       const A cdyx = static_cast<A>(static_cast<double>(sums[C + c]) * inv);
-#ifdef GANCORE_AVX2_KERNELS
-      if constexpr (std::is_same_v<T, float>) {
-        if (stream) {
-          plane_grad_input_stream(g + off, x + off, dx + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), cdy,
-                                  cdyx);
-          continue;
-        }
-      }
-#endif
-      plane_grad_input<T, A>(g + off, x + off, dx + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), cdy, cdyx);
+      grad_input_plane<T, A>(g + off, x + off, dx + off, S, mean[c], rstd[c], scale, prm.b(c), prm.s(c), cdy, cdyx,
+                             stream);
     }
   });
 }
