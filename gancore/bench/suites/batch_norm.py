@@ -58,6 +58,9 @@ QUICK = ("dcgan-D 64x64 b64",)
 FWD_LIMIT = 1 / 2
 FWD_BWD_LIMIT = 1 / 1.5
 COMPILE_LIMIT = 1 / 1.2
+#: Samples per network case at least: its calls take 0.3-40 ms, and at 15 samples a noisy moment moved a
+#: median by 2x (pix2pix D forward 0.31 -> 0.62 ms in one run); these many cost a few seconds a case.
+NETWORK_REPEATS = 60
 OVERHEAD_TINY = (1, 8, 4, 4)
 #: The end-to-end step: the dcgan family's own bench presets (full: the paper's 64x64 and widths 64/64) at
 #: the paper's batch 64, quick at batch 8.
@@ -140,6 +143,7 @@ def _case(ctx: BenchContext, name: str, shapes) -> Iterator[dict]:
     note = f"backend {ran[0][1]}" if ran else ""
 
     xgs = [x.detach().clone().requires_grad_(True) for x in xs]
+    repeats = max(ctx.repeats, NETWORK_REPEATS)
     rows: dict[str, list[dict]] = {"fwd": [], "fwd+bwd": []}
     for contender, (fn, layers) in contenders.items():
         params = [p for layer in layers for p in layer.parameters()]
@@ -148,8 +152,9 @@ def _case(ctx: BenchContext, name: str, shapes) -> Iterator[dict]:
             return torch.autograd.grad(fn(xgs), xgs + params, grads)
 
         with torch.no_grad():
-            fwd = ctx.time(lambda fn=fn: fn(xs))
-        both = ctx.time(fwd_bwd)
+            fwd = measure(lambda fn=fn: fn(xs), device=ctx.device, repeats=repeats, warmup=ctx.warmup,
+                          max_seconds=ctx.max_seconds)
+        both = measure(fwd_bwd, device=ctx.device, repeats=repeats, warmup=ctx.warmup, max_seconds=ctx.max_seconds)
         if contender == "torch.compile":
             _check_compiled(name)
         extra = {"note": note} if contender == "gancore" else {}
