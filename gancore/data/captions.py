@@ -6,10 +6,11 @@ builtin.STYLES' "varied" (the default: rotated shapes on a dark grey ground) or 
 shapes of the simple shapes' size on black), with the named hue instead of the style's colours and the
 shape anywhere in the image (the position words need every position). The position words come from
 where the shape landed (the centroid of its edge map on a 3x3 grid), so caption and picture agree by
-construction. One template, so two full captions are equal exactly when they name the same (colour,
-shape, position): a family may compare captions to tell matching from mismatching pairs. A fraction
-`partial` of the captions leave the position out ("a red circle"), so that a model also learns captions
-that say less than the picture shows.
+construction. `spread` (1: the default) narrows the range of the shape's centre around the image's centre,
+as builtin.draw_shape's does; at 0.25 every shape is drawn in the center cell. One template, so two full
+captions are equal exactly when they name the same (colour, shape, position): a family may compare
+captions to tell matching from mismatching pairs. A fraction `partial` of the captions leave the position
+out ("a red circle"), so that a model also learns captions that say less than the picture shows.
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ def _grid_cell(coordinate: float) -> int:
 class ShapeCaptions(GanDataset):
     """{"image", "caption", "colour", "shape", "position"}: a shape in one of COLOURS on a dark ground, its
     caption (without the position for a fraction `partial` of the samples), and the indices of its colour
-    (in COLOURS), shape (in SHAPES) and position (in POSITIONS). `style`: "varied" or "simple" (builtin.STYLES)."""
+    (in COLOURS), shape (in SHAPES) and position (in POSITIONS). `style`: "varied" or "simple" (builtin.STYLES).
+    `spread` in (0, 1]: the part of the free range around the image's centre that the shape's centre is drawn
+    from (1: anywhere the shape fits; small values keep every shape in the center cell)."""
 
     def __init__(self, size: int = 20000, resolution: int = 32, channels: int = 3, partial: float = 0.25,
-                 seed: int = 0, style: str = "varied") -> None:
+                 seed: int = 0, style: str = "varied", spread: float = 1.0) -> None:
         self.size, self.resolution, self.seed = _check_size(size), resolution, seed
         self.channels = check_channels(channels)
         if resolution < 8:
@@ -71,6 +74,9 @@ class ShapeCaptions(GanDataset):
         if style not in STYLES:
             raise DataError(f"style must be one of {sorted(STYLES)}, got {style!r}")
         self.style = style
+        if not (isinstance(spread, (int, float)) and 0.0 < spread <= 1.0):
+            raise DataError(f"spread must be in (0, 1], got {spread!r}")
+        self.spread = float(spread)
 
     def __len__(self) -> int:
         return self.size
@@ -82,7 +88,7 @@ class ShapeCaptions(GanDataset):
         # draw_shape takes hue ranges modulo 1, so red's range may straddle 0.
         style_palette, radius, rotate, _ = STYLES[self.style]  # the style's ground, size and angle
         palette = ((hue - _HUE_SPREAD, hue + _HUE_SPREAD), (0.8, 1.0), (0.8, 1.0), style_palette[3])
-        image, edges, shape = draw_shape(rng, self.resolution, palette, radius, rotate)
+        image, edges, shape = draw_shape(rng, self.resolution, palette, radius, rotate, self.spread)
         rim = np.asarray(edges, dtype=np.float64)
         ys, xs = np.nonzero(rim)
         if len(xs):
@@ -97,8 +103,9 @@ class ShapeCaptions(GanDataset):
                 "colour": colour, "shape": shape, "position": position}
 
     def describe(self) -> str:
-        return (f"shape captions ({self.style}): {len(self)} procedural {self.resolution}x{self.resolution} images of "
-                f"{len(COLOURS)} colours x {len(SHAPES)} shapes x {len(POSITIONS)} positions, captioned")
+        where = "" if self.spread == 1.0 else f", spread {self.spread:g}"
+        return (f"shape captions ({self.style}{where}): {len(self)} procedural {self.resolution}x{self.resolution} "
+                f"images of {len(COLOURS)} colours x {len(SHAPES)} shapes x {len(POSITIONS)} positions, captioned")
 
 
 __all__ = ["COLOURS", "POSITIONS", "WORDS", "ShapeCaptions", "caption", "position_phrase", "random_caption"]

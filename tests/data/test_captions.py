@@ -51,6 +51,16 @@ def test_captions_name_the_drawn_colour_shape_and_position(style):
     assert (counts > 0).all()  # every position occurs
 
 
+def test_a_narrow_spread_draws_every_shape_in_the_center():
+    data = ShapeCaptions(size=100, resolution=32, seed=3, style="simple", spread=0.25)
+    assert all(data[i]["position"] == POSITIONS.index((None, None)) for i in range(len(data)))
+    assert all(data[i]["caption"].endswith(("in the center", "circle", "square", "triangle", "cross"))
+               for i in range(len(data)))
+    anywhere = ShapeCaptions(size=100, resolution=32, seed=3, style="simple")
+    assert [anywhere[i]["shape"] for i in range(100)] == [data[i]["shape"] for i in range(100)]  # the same draws
+    assert len({anywhere[i]["position"] for i in range(100)}) == 9
+
+
 def test_samples_are_a_function_of_seed_and_index():
     a, b = ShapeCaptions(size=4, seed=1), ShapeCaptions(size=4, seed=1)
     assert torch.equal(a[2]["image"], b[2]["image"]) and a[2]["caption"] == b[2]["caption"]
@@ -76,6 +86,9 @@ def test_registered_as_a_builtin_with_the_options_checked():
         ShapeCaptions(style="plain")
     with pytest.raises(DataError, match="partial"):
         ShapeCaptions(partial=1.5)
+    for spread in (0, 1.5):
+        with pytest.raises(DataError, match="spread must be in"):
+            ShapeCaptions(spread=spread)
     assert all(len(ShapeCaptions(size=20, partial=0.0)[i]["caption"].split()) > 3 for i in range(20))
     with pytest.raises(DataError, match="size"):
         ShapeCaptions(size=0)

@@ -303,12 +303,12 @@ def _accuracy(judge: nn.Module, images: torch.Tensor, colour: torch.Tensor, shap
     return tuple(ok.float().mean().item() for ok in (colour_ok, shape_ok, colour_ok & shape_ok))
 
 
-def test_generated_images_match_their_captions():
-    """A judge trained here on held-out built-in data (not the GAN's training draws) reads the colour and
-    shape of images generated from 600 random captions after 600 steps (the family's defaults: 32x32,
-    widths 32, batch 32): colour, shape, and both together match the caption well above chance."""
-    data = ShapeCaptions(size=2200, resolution=R, seed=1)
-    items = [data[i] for i in range(len(data))]
+def _binding(steps: int, data: dict) -> tuple[tuple, tuple, tuple]:
+    """Colour, shape and both as a judge reads them: of held-out real images, and of images generated from
+    600 random captions before and after `steps` steps of GAN-INT-CLS (32x32, widths 32, batch 32, on the
+    built-in captioned shapes with the options `data`). The judge is trained here on 2000 held-out images."""
+    held_out = ShapeCaptions(size=2200, resolution=R, seed=1, **data)
+    items = [held_out[i] for i in range(len(held_out))]
     images = torch.stack([s["image"] for s in items])
     colour = torch.tensor([s["colour"] for s in items])
     shape = torch.tensor([s["shape"] for s in items])
@@ -324,11 +324,10 @@ def test_generated_images_match_their_captions():
         optimizer.step()
     judge.eval()
     judge_real = _accuracy(judge, images[2000:], colour[2000:], shape[2000:])
-    assert judge_real[0] > 0.9 and judge_real[1] > 0.7, judge_real  # the judge itself can read the data
 
     trainer = Trainer(build_config("gan-int-cls", overrides=[
-        f"model.resolution={R}", "data.size=2000", "train.batch_size=32",
-        "log.progress=false", "log.tensorboard=false"]))
+        f"model.resolution={R}", "data.size=2000", "train.batch_size=32", "log.progress=false",
+        "log.tensorboard=false", *(f"data.{k}={v}" for k, v in data.items())]))
     rng = random.Random(5)
     captions = [random_caption(rng) for _ in range(600)]
     want_colour = torch.tensor([list(COLOURS).index(c.split()[1]) for c in captions])
@@ -337,12 +336,31 @@ def test_generated_images_match_their_captions():
     latents = torch.cat([trainer.family.make_latents_from_text(c, 1, generator, torch.device("cpu"))
                          for c in captions])
     untrained = _accuracy(judge, trainer.generate(latents), want_colour, want_shape)
-    for _ in range(600):
+    for _ in range(steps):
         trainer.train_step()
     trained = _accuracy(judge, trainer.generate(latents), want_colour, want_shape)
     for what, acc in (("judge on real images", judge_real), ("generated, untrained", untrained),
-                      ("generated, 600 steps", trained)):
+                      (f"generated, {steps} steps", trained)):
         print(f"{what}: colour {acc[0]:.2f}, shape {acc[1]:.2f}, both {acc[2]:.2f} (chance 0.17, 0.25, 0.04)")
+    return judge_real, untrained, trained
+
+
+def test_generated_images_match_their_captions():
+    """After 600 steps at the family's defaults (shapes anywhere, rotated, on grey), colour, shape, and both
+    together match the caption above chance; shape only weakly (docs/text-to-image.md)."""
+    judge_real, _, trained = _binding(600, {})
+    assert judge_real[0] > 0.9 and judge_real[1] > 0.7, judge_real  # the judge itself can read the data
     # Measured (seeds 0-2, 600-900 steps): colour 0.87-1.00, shape 0.38-0.45 (the judge reads 0.77 of real
     # shapes), both 0.31-0.43. Circles and triangles bind, crosses are drawn as blobs (docs/text-to-image.md).
     assert trained[0] > 0.75 and trained[1] > 0.32 and trained[2] > 0.25, trained
+
+
+def test_shapes_bind_where_the_generator_can_draw_them():
+    """On upright shapes in the image's center (data.style=simple, data.spread=0.25), which a 32x32 DCGAN
+    learns to draw within a CPU run, GAN-INT-CLS draws each caption's colour and shape: both match for most
+    captions after 1200 steps."""
+    judge_real, _, trained = _binding(1200, {"style": "simple", "spread": 0.25})
+    assert judge_real[0] > 0.95 and judge_real[1] > 0.95, judge_real
+    # Measured with a larger judge (2026-12-04): shape 0.37 at 600 steps, 0.99 at 900 and 1200 (train.seed=1:
+    # 0.48, then 0.92 at 900); every shape is recalled 0.93-1.00.
+    assert trained[0] > 0.9 and trained[1] > 0.8 and trained[2] > 0.75, trained
