@@ -95,6 +95,7 @@ class GanIntClsConfig:
     wrong_text: str = "rolled"  # "rolled" (the paper's random mismatch) or "nearest" (a hard negative)
     interpolate: bool = True  # the INT term of G
     int_beta: float = 0.5
+    mode_seeking: float = 0.0  # weight of G's mode-seeking term (Mao et al. 2019); 0: the paper's loss alone
     lr_g: float = 2e-3
     lr_d: float = 2e-3
     lr_t: float = 1e-3  # "pretrain": the text encoder and image embedder
@@ -118,6 +119,7 @@ class GanIntClsConfig:
                               f"got {list(self.vocab)}")
         if not 0.0 <= self.int_beta <= 1.0:
             raise ConfigError(f"model.int_beta: must be in [0, 1], got {self.int_beta!r}")
+        check_positive("model.mode_seeking", self.mode_seeking, 0)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,16 @@ def structured_loss(image: torch.Tensor, text: torch.Tensor, same: torch.Tensor)
             + (F.relu(1 + scores - right[None, :]) * negative).sum()) / count
     accuracy = same[torch.arange(len(same)), scores.argmax(1)].float().mean()
     return loss, accuracy
+
+
+def mode_seeking_term(images_a: torch.Tensor, images_b: torch.Tensor, z_a: torch.Tensor,
+                      z_b: torch.Tensor) -> torch.Tensor:
+    """The mode-seeking regulariser of Mao et al. (2019, MSGAN) for pairs of images generated from one
+    caption with two noise draws: the mean over pairs of 1 / (|a - b| / |z_a - z_b| + 1e-5), each distance a
+    mean absolute difference. Small when the images differ as much as their noise does; G minimises it, so
+    that the noise is not ignored (one image per caption)."""
+    ratio = (images_a - images_b).abs().flatten(1).mean(1) / (z_a - z_b).abs().mean(1)
+    return (1 / (ratio + 1e-5)).mean()
 
 
 def nearest_other_caption(tokens: torch.Tensor) -> torch.Tensor:
@@ -308,21 +320,32 @@ class GanIntCls(Family):
                 "fake_score": fake_score.detach().float().mean()}
 
     def loss_g(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:
+        """One G and one D pass over the right captions, [the right captions again with other noise, when
+        mode seeking], [the interpolated captions, when INT], each block with its own noise. The right
+        captions' adversarial term is averaged over their noise draws."""
+        c = self.config
         right, _, _ = self._captions(ctx)
         text = self._text_encoder(ctx.nets)(right)
-        z = ctx.randn(self.config.latent_dim)
-        if not self.config.interpolate:
-            score = self._critic(ctx.nets)(ctx.nets["G"](z, text), text)[0]
-            return {"loss": F.softplus(-score.float()).mean()}
-        # One G and one D pass over [right captions; interpolated ones], each with its own noise.
-        beta = self.config.int_beta
-        mixed = beta * text + (1 - beta) * text.roll(1, 0)
-        texts = torch.cat([text, mixed])
-        scores = self._critic(ctx.nets)(ctx.nets["G"](torch.cat([z, ctx.randn(self.config.latent_dim)]), texts),
-                                        texts)[0].float()
-        n = len(z)
-        loss_right, loss_int = F.softplus(-scores[:n]).mean(), F.softplus(-scores[n:]).mean()
-        return {"loss": loss_right + loss_int, "int_loss": loss_int.detach()}
+        n = len(right)
+        draws = 2 if c.mode_seeking > 0 else 1
+        texts = [text] * draws
+        if c.interpolate:
+            texts.append(c.int_beta * text + (1 - c.int_beta) * text.roll(1, 0))
+        z = torch.cat([ctx.randn(c.latent_dim) for _ in texts])
+        texts = torch.cat(texts)
+        fakes = ctx.nets["G"](z, texts)
+        scores = self._critic(ctx.nets)(fakes, texts)[0].float()
+        loss = F.softplus(-scores[:draws * n]).mean()
+        out = {}
+        if c.interpolate:
+            loss_int = F.softplus(-scores[draws * n:]).mean()
+            loss = loss + loss_int
+            out["int_loss"] = loss_int.detach()
+        if draws == 2:
+            term = mode_seeking_term(fakes[:n].float(), fakes[n:2 * n].float(), z[:n].float(), z[n:2 * n].float())
+            loss = loss + c.mode_seeking * term
+            out["mode_seeking"] = term.detach()
+        return {"loss": loss, **out}
 
     def loss_t(self, ctx: PhaseContext) -> dict[str, torch.Tensor]:
         right, _, _ = self._captions(ctx)

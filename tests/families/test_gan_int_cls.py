@@ -13,7 +13,13 @@ from gancore.data import Shapes
 from gancore.data.builtin import SHAPES
 from gancore.data.captions import COLOURS, ShapeCaptions, random_caption
 from gancore.families.base import ConfigError, DataSpec, PhaseContext
-from gancore.families.gan_int_cls import GanIntCls, nearest_other_caption, structured_loss, swap_one_word
+from gancore.families.gan_int_cls import (
+    GanIntCls,
+    mode_seeking_term,
+    nearest_other_caption,
+    structured_loss,
+    swap_one_word,
+)
 from gancore.models.text_to_image import (
     CharCNNRNN,
     JointTextDiscriminator,
@@ -216,6 +222,37 @@ def test_generator_loss_adds_the_interpolated_captions():
     family = _family(interpolate=False)
     nets = {k: v.module for k, v in family.build(DataSpec("image", (3, 16, 16))).items()}
     assert "int_loss" not in family.loss_g(_context(family, nets))
+
+
+def test_mode_seeking_term_is_the_inverse_ratio_of_image_to_noise_distance():
+    a, b = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
+    b[1] = 3.0
+    z_a, z_b = torch.zeros(2, 5), torch.full((2, 5), 2.0)
+    expected = (1 / (1 / 2 + 1e-5) + 1 / (3 / 2 + 1e-5)) / 2
+    assert torch.allclose(mode_seeking_term(a, b, z_a, z_b), torch.tensor(expected))
+    assert mode_seeking_term(a, a + 10, z_a, z_b) < mode_seeking_term(a, a + 1, z_a, z_b)  # more apart: smaller
+
+
+def test_generator_loss_adds_the_mode_seeking_term_with_its_weight():
+    """With model.mode_seeking, G also draws the right captions with a second noise, and its loss adds the
+    weighted term; the adversarial part is the same whatever the weight."""
+    family = _family(mode_seeking=1.0)
+    nets = {k: v.module for k, v in family.build(DataSpec("image", (3, 16, 16))).items()}
+    seen = []
+    g = nets["G"]
+    g.forward = lambda z, text, _f=g.forward: seen.append((z, text)) or _f(z, text)
+    outs = []
+    for weight in (1.0, 2.5):
+        family.config.mode_seeking = weight
+        torch.manual_seed(0)
+        outs.append(family.loss_g(_context(family, nets)))
+    z, texts = seen[0]
+    assert texts.shape == (18, 16) and torch.equal(texts[:6], texts[6:12]) and not torch.equal(z[:6], z[6:12])
+    (one, two) = outs
+    assert torch.equal(one["mode_seeking"], two["mode_seeking"]) and one["mode_seeking"] > 0
+    assert torch.allclose(one["loss"] - one["mode_seeking"], two["loss"] - 2.5 * two["mode_seeking"], atol=1e-6)
+    with pytest.raises(ConfigError, match="model.mode_seeking"):
+        GanIntCls.Config(mode_seeking=-1.0)
 
 
 def test_structured_loss_is_zero_only_with_a_margin():
