@@ -260,6 +260,71 @@ def test_bad_input_gives_a_clear_error(kwargs, error, match):
         batch_norm_act(**args)
 
 
+@pytest.mark.parametrize("kwargs,error,match", [case for case in BAD_INPUTS if "running_mean" not in case[0]
+                                                 and "running_var" not in case[0]])
+def test_bad_input_leaves_the_running_buffers_alone(kwargs, error, match):
+    rm, rv, nbt = torch.zeros(3), torch.ones(3), torch.tensor(4)
+    args = dict(x=torch.randn(2, 3, 4, 4), weight=torch.ones(3), bias=torch.zeros(3), running_mean=rm,
+                running_var=rv, training=True, num_batches_tracked=nbt)
+    args.update(kwargs)
+    if args.get("momentum", 0.1) is None:
+        args["num_batches_tracked"] = None  # its own error: momentum=None needs the count
+    with pytest.raises(error, match=match):
+        batch_norm_act(**args)
+    assert torch.equal(rm, torch.zeros(3)) and torch.equal(rv, torch.ones(3)) and int(nbt) == 4
+
+
+def _count_full_path_checks(monkeypatch) -> list[int]:
+    """Counts the calls that took the full path (its Python checks) rather than the lean CPU one."""
+    from gancore.ops import batch_norm as module
+
+    calls, full = [], module._validate
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return full(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_validate", counting)
+    return calls
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_a_module_training_step_takes_the_lean_cpu_path(monkeypatch, momentum):
+    from gancore.nn import BatchNormAct2d
+
+    calls = _count_full_path_checks(monkeypatch)
+    fused, eager = BatchNormAct2d(4, momentum=momentum), torch.nn.BatchNorm2d(4, momentum=momentum)
+    for step in range(3):
+        x = torch.randn(2, 4, 5, 5) * (step + 1) + step
+        xf, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+        with record_backends() as ran:
+            out = fused(xf)
+        expected = F.leaky_relu(eager(xe), 0.2)
+        torch.testing.assert_close(out, expected)
+        grad = torch.randn_like(out)
+        torch.testing.assert_close(torch.autograd.grad(out, xf, grad)[0], torch.autograd.grad(expected, xe, grad)[0])
+        assert ran[0] == ("batch_norm_act", "cpu")
+    assert calls == []
+    torch.testing.assert_close(fused.running_mean, eager.running_mean)
+    torch.testing.assert_close(fused.running_var, eager.running_var)
+    assert int(fused.num_batches_tracked) == int(eager.num_batches_tracked) == 3
+
+
+def test_a_call_the_lean_path_refuses_updates_the_buffers_once(monkeypatch):
+    """A residual in another layout than x: the lean path hands the call to the full path, which copies it,
+    before anything moved; the running buffers and the count then move exactly once."""
+    calls = _count_full_path_checks(monkeypatch)
+    x, w, b, r, _, _ = _inputs((2, 3, 4, 5), torch.float32, "nchw")
+    residual = r.to(memory_format=torch.channels_last)
+    rm, rv, nbt = torch.zeros(3), torch.ones(3), torch.tensor(0)
+    out = batch_norm_act(x, w, b, rm, rv, training=True, residual=residual, num_batches_tracked=nbt)
+    erm, erv = torch.zeros(3), torch.ones(3)
+    torch.testing.assert_close(out, eager_batch_norm_act(x, w, b, erm, erv, training=True, residual=r))
+    torch.testing.assert_close(rm, erm)
+    torch.testing.assert_close(rv, erv)
+    assert int(nbt) == 1 and calls == [1]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only fallback report")
 def test_backends_report():
     report = __import__("gancore").ops.backends()["batch_norm_act"]
