@@ -79,12 +79,17 @@ def run(args: argparse.Namespace) -> int:
     failures: dict[str, str] = {}
     started = time.time()
     info = report.machine_info(device)
+    interrupted = False
     for name in args.suite or list(SUITES):
         suite = importlib.import_module(SUITES[name])
         suite_allocs = allocs if (suite.ALLOC_SENSITIVE and device == "cpu") else allocs[:1]
         for alloc in suite_allocs:
             print(f"== {name} [{device}, allocator: {alloc}]", file=sys.stderr, flush=True)
-            suite_rows, error = _run_worker(name, alloc, device, args.quick, repeats, log)
+            try:
+                suite_rows, error = _run_worker(name, alloc, device, args.quick, repeats, log)
+            except WorkerInterrupted as stop:
+                suite_rows, interrupted = stop.rows, True
+                error = f"interrupted (Ctrl-C); {len(stop.rows)} rows kept"
             rows += suite_rows
             if error:
                 key = name if len(suite_allocs) == 1 else f"{name} [{alloc}]"
@@ -93,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
             # the tables after every suite, so that a long run stopped part-way keeps what it measured
             report.add_speedups(rows)
             report.write_tables(rows, info, args.out, failures)
+            if interrupted:
+                break
+        if interrupted:
+            break
     print(report.format_console(rows))
     summary = report.target_summary(rows)
     if summary:
@@ -102,23 +111,43 @@ def run(args: argparse.Namespace) -> int:
           + ", ".join(paths.values()) + f"; log: {log}")
     if failures:
         print("FAILED suites: " + "; ".join(f"{k}: {v}" for k, v in failures.items()), file=sys.stderr)
-        return 1
+        return 130 if interrupted else 1
     return 0
+
+
+class WorkerInterrupted(Exception):
+    """Ctrl-C during a suite; `rows` holds what its worker had finished."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        super().__init__(f"interrupted; {len(rows)} rows kept")
+        self.rows = rows
 
 
 def _run_worker(suite: str, alloc: str, device: str, quick: bool, repeats: int,
                 log: str) -> tuple[list[dict], str | None]:
-    """The rows one worker measured, and its error (None when it succeeded)."""
+    """The rows one worker measured, and its error (None when it succeeded). Raises WorkerInterrupted
+    on Ctrl-C, with the rows the worker had written."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "rows.json")
         cmd = [sys.executable, "-m", "gancore.bench.worker", "--suite", suite, "--alloc", alloc,
                "--device", device, "--repeats", str(repeats), "--json", out, "--log", log]
         if quick:
             cmd.append("--quick")
-        code = subprocess.run(cmd).returncode
+        try:
+            code = subprocess.run(cmd).returncode
+        except KeyboardInterrupt:  # the worker got the same SIGINT; run() has stopped it
+            raise WorkerInterrupted(_read_rows(out)[0]) from None
         if not os.path.exists(out):
             return [], f"worker exited with code {code} before writing results"
-        with open(out) as f:
-            result = json.load(f)
-        error = result["error"] or (f"worker exited with code {code}" if code else None)
-        return result["rows"], error
+        rows, error, complete = _read_rows(out)
+        if not complete:
+            error = f"worker exited with code {code} before the suite's end; {len(rows)} rows kept"
+        return rows, error or (f"worker exited with code {code}" if code else None)
+
+
+def _read_rows(path: str) -> tuple[list[dict], str | None, bool]:
+    if not os.path.exists(path):
+        return [], None, False
+    with open(path) as f:
+        result = json.load(f)
+    return result["rows"], result["error"], result.get("complete", True)

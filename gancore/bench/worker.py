@@ -1,7 +1,9 @@
 """Runs one suite under one allocator setting in a fresh process and writes its rows as JSON.
 
 The allocator setting must be in place before the suite allocates anything, and glibc's cannot be
-undone inside a process, hence one process per setting.
+undone inside a process, hence one process per setting. The JSON is rewritten after every row, so a
+worker stopped part-way (Ctrl-C, a kill, a time limit) leaves the rows it finished; "complete" says
+whether the suite ran to its end.
 
 With --log, everything the process prints except the progress bar goes to that file: dynamo's
 warnings, the profiler's start/stop lines (printed by C++ straight to the file descriptors, hence
@@ -64,14 +66,22 @@ def main(argv: list[str] | None = None) -> int:
             row["alloc"] = args.alloc
             row["baseline"] = suite.BASELINE
             rows.append(row)
+            write_rows(args.json, rows, None, complete=False)  # a worker stopped part-way keeps these
     except Exception as exc:  # the rows measured so far are still written; the caller reports the failure
         traceback.print_exc()  # into the log, when there is one
         error = f"{type(exc).__name__}: {exc}"
     finally:
         progress.close()
-    with open(args.json, "w") as f:
-        json.dump({"rows": rows, "error": error}, f)
+    write_rows(args.json, rows, error, complete=True)
     return 1 if error else 0
+
+
+def write_rows(path: str, rows: list[dict], error: str | None, complete: bool) -> None:
+    """The rows so far, replacing the file in one step (a reader never sees half of it)."""
+    partial = f"{path}.partial"
+    with open(partial, "w") as f:
+        json.dump({"rows": rows, "error": error, "complete": complete}, f)
+    os.replace(partial, path)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,54 @@ def test_worker_writes_the_rows_before_a_failure_and_keeps_noise_in_the_log(tmp_
     assert "noise on fd 1" in logged and "a dynamo-style warning" in logged and "RuntimeError: boom" in logged
     for noise in ("noise on fd 1", "dynamo-style", "profiler_st", "Traceback"):
         assert noise not in done.stdout + done.stderr
+
+
+_SLOW_SUITE = """
+import time
+BASELINE = "eager"
+ALLOC_SENSITIVE = False
+def run(ctx):
+    yield {"case": "first", "contender": "eager", "ms": 1.0}
+    time.sleep(120)
+    yield {"case": "never", "contender": "eager", "ms": 1.0}
+"""
+
+
+def test_a_worker_stopped_part_way_keeps_the_rows_it_finished(tmp_path):
+    (tmp_path / "slow_suite.py").write_text(_SLOW_SUITE)
+    out = tmp_path / "rows.json"
+    code = ("import sys; from gancore.bench import worker; from gancore.bench.suites import SUITES;"
+            "SUITES['slow'] = 'slow_suite';"
+            f"sys.exit(worker.main(['--suite', 'slow', '--json', {str(out)!r}]))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=_ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    rows, error, complete = cli._read_rows(str(out))
+    assert [r["case"] for r in rows] == ["first"] and error is None and not complete
+
+
+def test_ctrl_c_keeps_the_finished_suites_and_the_interrupted_ones_rows(monkeypatch, tmp_path, capsys):
+    def fake_worker(suite, alloc, device, quick, repeats, log):
+        row = {"suite": suite, "case": "c", "contender": "eager", "alloc": alloc, "baseline": "eager", "ms": 1.0}
+        if suite == "fid":
+            raise cli.WorkerInterrupted([row])
+        return [row], None
+
+    monkeypatch.setattr(cli, "_run_worker", fake_worker)
+    args = build_parser().parse_args(["bench", "--suite", "patchgan", "--suite", "fid", "--suite", "seqgan",
+                                      "--device", "cpu", "--out", str(tmp_path)])
+    assert cli.run(args) == 130
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert {r["suite"] for r in saved["rows"]} == {"patchgan", "fid"}  # seqgan never started
+    assert saved["failures"] == {"fid": "interrupted (Ctrl-C); 1 rows kept"}
+    assert "interrupted" in capsys.readouterr().err
 
 
 def test_cli_parses_bench_options():
