@@ -105,8 +105,8 @@ def _lean_training_cpu(x, weight, bias, running_mean, running_var, training, mom
     other call, or when the node refuses its tensors. The node checks every tensor itself (device, shape,
     dtype, layout) before it touches one, so a refusal changes nothing, and the full path then converts
     what it can or says what is wrong (the residual, checked by the node only after it moved the running
-    buffers, is checked here). The Python checks of the full path cost a layer about twice the
-    node's own time at batch 1 (pix2pix's D): this is the per-call overhead it saves."""
+    buffers, is checked here). The full path's checks cost about 13 us a call, twice the node's own call
+    overhead: 5-7% of a layer's forward and backward in pix2pix's D at batch 1."""
     if (torch.compiler.is_compiling() or training is not True or process_group is not None
             or type(x) is not torch.Tensor or not x.is_cpu or x.dim() not in (3, 4, 5) or not x.is_floating_point()
             or (prelu_weight is None) == (activation == "prelu") or _dispatch.choose(OP, impl, _CPU) != "cpu"):
